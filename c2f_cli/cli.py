@@ -1,0 +1,333 @@
+"""The `c2f` command line: thin Typer commands over the core functions.
+
+Each command checks its inputs, calls one core function and renders the
+result. Heavy imports (torch, onnxruntime) happen inside commands so that
+`c2f --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from c2f_cli.errors import C2FError
+
+app = typer.Typer(
+    help="Turn coarse segmentation maps into fine ones with a conditional U-Net.\n\n"
+         "Example: c2f refine examples/astronaut.png examples/astronaut_coarse.png -o fine.png",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+LabelsOption = Annotated[Optional[Path], typer.Option(
+    "--labels", help="TOML or JSON label set: classes = [{name = \"sky\", color = [70, 130, 180]}, ...]. "
+                     "Default: FASSEG's six face classes.")]
+WeightsOption = Annotated[Optional[Path], typer.Option(
+    "--weights", help="Weights (.safetensors) or, with --backend onnx, an .onnx file. Default: the shipped FASSEG model.")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", help="auto (CUDA when present, else CPU), cpu or cuda.")]
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console)
+
+
+def run_command(function):
+    """Turn C2FError into one red line and exit code 1 instead of a traceback."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except C2FError as error:
+            fail(str(error))
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/yellow]: stopped before finishing; completed outputs are intact.")
+            raise typer.Exit(130)
+    return wrapper
+
+
+@app.command()
+@run_command
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder: FASSEG's layout (V1/ coarse, V2/ fine) "
+                                                       "or images/, coarse/, fine/ matched by file stem.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint, log.csv, curves.png, model.safetensors.")],
+    mode: Annotated[str, typer.Option(help="conditional (photo + coarse map), segment (RGB-only baseline) "
+                                           "or gan (semi-supervised, uses coarse-only faces too).")] = "conditional",
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training faces.")] = 40,
+    crops_per_image: Annotated[int, typer.Option(min=1, help="Random crops per face per epoch.")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1, help="Crops per optimiser step.")] = 8,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam's learning rate (cosine decay to zero).")] = 2e-4,
+    class_weight_power: Annotated[float, typer.Option(
+        help="Loss weight of a class = its pixel frequency ** -power: 1 = inverse frequency, 0 = unweighted.")] = 1.0,
+    validation_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of faces held out.")] = 0.2,
+    width: Annotated[int, typer.Option(min=2, help="Channels of the U-Net's first level.")] = 16,
+    depth: Annotated[int, typer.Option(min=1, max=5, help="Downsamplings of the U-Net.")] = 4,
+    seed: Annotated[int, typer.Option(help="Fixes split, initialisation and augmentation: runs repeat exactly.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    labels: LabelsOption = None,
+) -> None:
+    """Train a model on (photo, coarse, fine) triplets.
+
+    Example: c2f train --data ../shared/data/FASSEG --out runs/fasseg --epochs 40
+    """
+    import torch  # noqa: F401  (heavy; imported here to keep --help fast)
+
+    from c2f_cli.config import ModelConfig
+    from c2f_cli.data import find_samples, load_sample
+    from c2f_cli.labels import load_label_set
+    from c2f_cli.train import TrainConfig, train_model
+
+    if mode not in ("conditional", "segment", "gan"):
+        fail(f"unknown --mode {mode!r}; choose conditional, segment or gan.")
+    label_set = load_label_set(labels)
+    found = find_samples(data)
+    samples = [load_sample(sample, label_set) for sample in found]
+    model_config = ModelConfig(num_classes=label_set.num_classes, use_coarse=mode != "segment",
+                               width=width, depth=depth)
+    config = TrainConfig(mode=mode, epochs=epochs, crops_per_image=crops_per_image, batch_size=batch_size,
+                         learning_rate=lr, class_weight_power=class_weight_power,
+                         validation_fraction=validation_fraction, seed=seed)
+    command = shlex.join(["c2f", *sys.argv[1:]])
+    with progress_bar() as progress:
+        epoch_task = progress.add_task("epochs", total=epochs, status="")
+        step_task = progress.add_task("steps", total=None, status="")
+
+        def on_step(step: int, steps: int, loss: float) -> None:
+            progress.update(step_task, completed=step, total=steps, status=f"loss {loss:.4f}")
+
+        def on_epoch(row: dict) -> None:
+            figures = f"loss {row['train_loss']:.4f}"
+            if "val_accuracy" in row:
+                figures += f"  val acc {row['val_accuracy']:.2%}  mIoU {row['val_miou']:.3f}"
+            progress.update(epoch_task, completed=row["epoch"], status=figures)
+            progress.console.print(f"epoch {row['epoch']}: {figures}", highlight=False)
+
+        weights_path = train_model(samples, label_set, model_config, config, out, resume, command,
+                                   on_step, on_epoch)
+    console.print(f"[green]saved[/green] {weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})")
+
+
+def output_allowed(path: Path, overwrite: bool) -> None:
+    if path.suffix.lower() in (".jpg", ".jpeg", ".webp"):
+        fail(f"{path}: lossy formats change class colours; write .png (or .bmp, .tif) instead.")
+    if path.exists() and not overwrite:
+        fail(f"{path} already exists; pass --overwrite to replace it.")
+
+
+@app.command()
+@run_command
+def refine(
+    image: Annotated[Path, typer.Argument(help="A photo, or a folder of photos.")],
+    coarse: Annotated[Path, typer.Argument(help="Its coarse map, or a folder of maps paired with the photos by file stem.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Fine map to write (a folder in folder mode).")],
+    weights: WeightsOption = None,
+    labels: LabelsOption = None,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime).")] = "torch",
+    device: DeviceOption = "auto",
+    window: Annotated[int, typer.Option(help="Window side in pixels (multiple of 32).")] = 256,
+    overlap: Annotated[int, typer.Option(help="Pixels neighbouring windows share; blended smoothly, so no seams.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Windows per network call.")] = 8,
+    whole_image: Annotated[bool, typer.Option("--whole-image", help="One pass over the whole image instead of windows.")] = False,
+    output_format: Annotated[Optional[str], typer.Option("--format", help="color, palette or index. Default: as the coarse map.")] = None,
+    windows_dir: Annotated[Optional[Path], typer.Option(help="Also save each window's class probabilities here, for `c2f stitch`.")] = None,
+    overlay: Annotated[Optional[Path], typer.Option(help="Write a side-by-side check image (a folder in folder mode).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse coarse maps with colours far from every palette colour.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Folder mode: leave pairs whose output exists (resume a big job).")] = False,
+) -> None:
+    """Refine coarse maps into fine maps with a trained model.
+
+    Example: c2f refine examples/astronaut.png examples/astronaut_coarse.png -o fine.png
+    Folders: c2f refine photos/ coarse/ -o fine/ --skip-existing
+    """
+    from c2f_cli.backends import load_predictor
+    from c2f_cli.labels import ENCODINGS, load_label_set
+    from c2f_cli.refine import WindowSettings, refine_file
+
+    settings = WindowSettings(window, overlap, batch_size, whole_image)
+    settings.check()
+    if output_format is not None and output_format not in ENCODINGS:
+        fail(f"unknown --format {output_format!r}; choose one of {', '.join(ENCODINGS)}.")
+    for path in (image, coarse):
+        if not path.exists():
+            fail(f"not found: {path}")
+    if image.is_dir() != coarse.is_dir():
+        fail(f"give two files or two folders; {image} and {coarse} are one of each.")
+    requested_labels = load_label_set(labels) if labels else None
+    predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend, device)
+    if not uses_coarse:
+        console.print("[yellow]note[/yellow]: this is an RGB-only model (--mode segment); the coarse maps are ignored.")
+    options = dict(settings=settings, output_format=output_format, strict=strict)
+    if not image.is_dir():
+        output_allowed(output, overwrite)
+        result = refine_file(predictor, label_set, uses_coarse, image, coarse, output,
+                             windows_dir=windows_dir, overlay_path=overlay, **options)
+        warn_far_pixels(coarse, result.far_pixels)
+        console.print(f"[green]wrote[/green] {result.output}  ({result.changed_fraction:.1%} of pixels changed)")
+        return
+    refine_folders(predictor, label_set, uses_coarse, image, coarse, output, options, windows_dir, overlay,
+                   overwrite, skip_existing)
+
+
+def warn_far_pixels(path: Path, count: int) -> None:
+    if count:
+        console.print(f"[yellow]warning[/yellow]: {path}: {count} pixels have colours far from every palette "
+                      "colour; mapped to the nearest (use --strict to refuse such maps).", highlight=False)
+
+
+def refine_folders(predictor, label_set, uses_coarse, images: Path, coarse: Path, output: Path, options: dict,
+                   windows_dir: Optional[Path], overlay: Optional[Path], overwrite: bool, skip_existing: bool) -> None:
+    """Folder mode: one bad pair is reported and skipped; Ctrl-C stops after the current image."""
+    from c2f_cli.data import pair_by_stem
+    from c2f_cli.refine import refine_file
+
+    pairs, unpaired = pair_by_stem(images, coarse)
+    if unpaired:
+        console.print(f"[yellow]warning[/yellow]: {len(unpaired)} files have no partner and are skipped: "
+                      + ", ".join(str(path) for path in unpaired[:10]) + (" ..." if len(unpaired) > 10 else ""))
+    if not pairs:
+        fail(f"no photo in {images} has a coarse map of the same name in {coarse}.")
+    failures, skipped, written = [], 0, 0
+    with progress_bar() as progress:
+        task = progress.add_task("refining", total=len(pairs), status="")
+        for stem, photo_path, coarse_path in pairs:
+            target = output / f"{stem}.png"
+            if target.exists() and not overwrite:
+                if skip_existing:
+                    skipped += 1
+                    progress.advance(task)
+                    continue
+                failures.append((stem, f"{target} exists; pass --overwrite or --skip-existing"))
+                progress.advance(task)
+                continue
+            try:
+                result = refine_file(
+                    predictor, label_set, uses_coarse, photo_path, coarse_path, target,
+                    windows_dir=windows_dir / stem if windows_dir else None,
+                    overlay_path=overlay / f"{stem}.png" if overlay else None, **options)
+                warn_far_pixels(coarse_path, result.far_pixels)
+                written += 1
+            except C2FError as error:
+                failures.append((stem, str(error)))
+                progress.console.print(f"[red]failed[/red] {stem}: {error}", highlight=False)
+            except KeyboardInterrupt:
+                progress.console.print(f"[yellow]interrupted[/yellow] after {written} maps; re-run with "
+                                       "--skip-existing to continue.")
+                raise typer.Exit(130)
+            progress.update(task, advance=1, status=stem)
+    console.print(f"[green]{written} written[/green], {skipped} skipped, {len(failures)} failed.")
+    for stem, message in failures:
+        console.print(f"  [red]{stem}[/red]: {message}", highlight=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+@run_command
+def stitch(
+    windows_dir: Annotated[Path, typer.Argument(help="Folder written by `c2f refine --windows-dir`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Fine map to write.")],
+    output_format: Annotated[str, typer.Option("--format", help="color, palette or index.")] = "color",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Blend saved window probabilities into one seamless fine map.
+
+    Windows may come from many workers; stitching uses the very function refine uses.
+    Example: c2f refine face.png coarse.png -o fine.png --windows-dir win/ && c2f stitch win/ -o fine2.png
+    """
+    from c2f_cli.labels import ENCODINGS, LabelSet, write_label_map
+    from c2f_cli.refine import class_ids, stitch_folder
+
+    if output_format not in ENCODINGS:
+        fail(f"unknown --format {output_format!r}; choose one of {', '.join(ENCODINGS)}.")
+    output_allowed(output, overwrite)
+    probabilities, manifest = stitch_folder(windows_dir)
+    if not manifest.get("labels"):
+        fail(f"{windows_dir}: the manifest names no label set.")
+    label_set = LabelSet.from_dict(manifest["labels"], str(windows_dir))
+    write_label_map(output, class_ids(probabilities), label_set, output_format)
+    console.print(f"[green]wrote[/green] {output}  ({len(manifest['windows'])} windows)")
+
+
+def score_triplets(predicted: Path, fine: Path, coarse: Optional[Path]) -> list:
+    from c2f_cli.data import images_by_stem
+
+    paths = [path for path in (predicted, fine, coarse) if path is not None]
+    for path in paths:
+        if not path.exists():
+            fail(f"not found: {path}")
+    if len({path.is_dir() for path in paths}) > 1:
+        fail("give all files or all folders.")
+    if not predicted.is_dir():
+        return [(predicted.stem, predicted, fine, coarse)]
+    predictions, truths = images_by_stem(predicted), images_by_stem(fine)
+    coarse_maps = images_by_stem(coarse) if coarse else {}
+    missing = sorted(stem for stem in predictions if stem not in truths or (coarse and stem not in coarse_maps))
+    if missing:
+        fail(f"{len(missing)} predictions have no fine (or coarse) map of the same name: {', '.join(missing[:10])}")
+    if not predictions:
+        fail(f"{predicted} holds no images.")
+    return [(stem, path, truths[stem], coarse_maps.get(stem)) for stem, path in predictions.items()]
+
+
+@app.command()
+@run_command
+def score(
+    predicted: Annotated[Path, typer.Argument(help="Predicted map, or folder of maps.")],
+    fine: Annotated[Path, typer.Argument(help="Fine ground truth (file or folder, paired by stem).")],
+    coarse: Annotated[Optional[Path], typer.Option(help="Coarse maps too, to show the gain over them side by side.")] = None,
+    labels: LabelsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
+) -> None:
+    """Score predicted maps against fine ground truth: pixel accuracy, per-class IoU, mIoU.
+
+    Example: c2f score fine_pred/ ../shared/data/FASSEG/V2/Test_Labels --coarse ../shared/data/FASSEG/V1/Test_Labels
+    """
+    from c2f_cli.labels import load_label_set
+    from c2f_cli.score import score_files
+
+    label_set = load_label_set(labels)
+    report = score_files(score_triplets(predicted, fine, coarse), label_set)
+    columns = [("predicted", report.predicted, False)]
+    if report.coarse is not None:
+        columns.append(("coarse", report.coarse, True))
+    if as_json:
+        result = {name: {**scores.as_dict(label_set.names), "mean_image_accuracy": report.mean_image_accuracy(is_coarse)}
+                  for name, scores, is_coarse in columns}
+        result["images"] = len(report.per_image_accuracy)
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"{len(report.per_image_accuracy)} images")
+    table.add_column("figure")
+    for name, _, _ in columns:
+        table.add_column(name, justify="right")
+    table.add_row("pixel accuracy (pooled)", *[f"{s.pixel_accuracy:.2%}" for _, s, _ in columns])
+    table.add_row("pixel accuracy (mean per image)", *[f"{report.mean_image_accuracy(c):.2%}" for *_, c in columns])
+    table.add_row("mean IoU", *[f"{s.mean_iou:.3f}" for _, s, _ in columns])
+    for index, name in enumerate(label_set.names):
+        table.add_row(f"IoU {name}", *[f"{s.class_iou[index]:.3f}" for _, s, _ in columns])
+    Console().print(table)
+    confusion = Table(title="confusion (rows: fine truth, columns: predicted), pixels")
+    confusion.add_column("")
+    for name in label_set.names:
+        confusion.add_column(name, justify="right")
+    for name, row in zip(label_set.names, report.predicted.confusion):
+        confusion.add_row(name, *[str(value) for value in row])
+    Console().print(confusion)

@@ -1,0 +1,5 @@
+"""The one error type c2f raises for problems a user can fix."""
+
+
+class C2FError(Exception):
+    """What went wrong, with which file, and what to do; the CLI prints it as one line."""

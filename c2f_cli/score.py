@@ -1,0 +1,91 @@
+"""Scoring predicted label maps against fine ground truth: pure numpy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from c2f_cli.labels import LabelSet
+
+
+def confusion_matrix(predicted: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
+    """int64 (K, K) counts; rows are true classes, columns predicted ones."""
+    if predicted.shape != truth.shape:
+        raise ValueError(f"shapes differ: {predicted.shape} vs {truth.shape}")
+    pairs = truth.astype(np.int64).ravel() * num_classes + predicted.astype(np.int64).ravel()
+    return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Figures derived from one confusion matrix."""
+
+    pixel_accuracy: float
+    class_iou: tuple[float, ...]  # NaN for a class absent from both maps
+    mean_iou: float  # over the classes that occur
+    confusion: np.ndarray
+
+    def as_dict(self, names: tuple[str, ...]) -> dict:
+        return {
+            "pixel_accuracy": self.pixel_accuracy,
+            "mean_iou": self.mean_iou,
+            "class_iou": {name: (None if np.isnan(iou) else iou) for name, iou in zip(names, self.class_iou)},
+            "confusion": self.confusion.tolist(),
+        }
+
+
+def scores_from_confusion(confusion: np.ndarray) -> Scores:
+    """Pixel accuracy, per-class IoU and mean IoU of a confusion matrix."""
+    total = confusion.sum()
+    correct = np.diag(confusion)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - correct
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, correct / union, np.nan)
+    accuracy = float(correct.sum() / total) if total else float("nan")
+    mean_iou = float(np.nanmean(iou)) if np.any(union > 0) else float("nan")
+    return Scores(accuracy, tuple(float(value) for value in iou), mean_iou, confusion)
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """Pooled scores of predictions (and optionally coarse maps) against fine maps."""
+
+    predicted: Scores
+    per_image_accuracy: dict[str, float]
+    coarse: Scores | None
+    coarse_per_image_accuracy: dict[str, float] | None
+
+    def mean_image_accuracy(self, coarse: bool = False) -> float:
+        values = (self.coarse_per_image_accuracy if coarse else self.per_image_accuracy) or {}
+        return float(np.mean(list(values.values()))) if values else float("nan")
+
+
+def score_files(triplets: list[tuple[str, Path, Path, Path | None]], labels: LabelSet) -> ScoreReport:
+    """Score (name, predicted, fine, coarse-or-None) map files; sizes must agree."""
+    from c2f_cli.errors import C2FError
+    from c2f_cli.labels import read_label_map
+
+    num_classes = labels.num_classes
+    totals = {"predicted": np.zeros((num_classes, num_classes), np.int64),
+              "coarse": np.zeros((num_classes, num_classes), np.int64)}
+    per_image: dict[str, dict[str, float]] = {"predicted": {}, "coarse": {}}
+    for name, predicted_path, fine_path, coarse_path in triplets:
+        fine = read_label_map(fine_path, labels).class_ids
+        for kind, path in (("predicted", predicted_path), ("coarse", coarse_path)):
+            if path is None:
+                continue
+            label_map = read_label_map(path, labels).class_ids
+            if label_map.shape != fine.shape:
+                raise C2FError(f"{path} is {label_map.shape[1]}x{label_map.shape[0]} but {fine_path} is "
+                               f"{fine.shape[1]}x{fine.shape[0]}; they must be the same size.")
+            confusion = confusion_matrix(label_map, fine, num_classes)
+            totals[kind] += confusion
+            per_image[kind][name] = scores_from_confusion(confusion).pixel_accuracy
+    has_coarse = any(coarse is not None for *_, coarse in triplets)
+    return ScoreReport(scores_from_confusion(totals["predicted"]), per_image["predicted"],
+                       scores_from_confusion(totals["coarse"]) if has_coarse else None,
+                       per_image["coarse"] if has_coarse else None)

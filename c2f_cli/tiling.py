@@ -1,0 +1,169 @@
+"""Window grid, network inputs, blend weights and stitching: pure numpy.
+
+The one path from a photo and its coarse map to stitched class probabilities.
+Every backend (torch, ONNX Runtime) only turns a float32 (N, C, h, w) batch of
+windows into logits; everything around that lives here, written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+# Photos are scaled to roughly zero mean and unit spread so the network sees
+# the same range whatever the camera.
+PHOTO_MEAN = 127.5
+PHOTO_SPREAD = 64.0
+
+Predictor = Callable[[np.ndarray], np.ndarray]  # float32 (N, C, h, w) -> logits (N, K, h, w)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A window: top-left corner and size, in pixels of the (padded) image."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Window starts covering [0, length): evenly strided, the last flush with the end."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window, stride))
+    return starts + [length - window]
+
+
+def plan_windows(height: int, width: int, window: int, overlap: int) -> list[Box]:
+    """All windows covering an image of at least window x window pixels."""
+    if not 0 <= overlap < window:
+        raise ValueError(f"overlap must be in [0, {window}), got {overlap}")
+    stride = window - overlap
+    return [
+        Box(top, left, min(window, height), min(window, width))
+        for top in window_starts(height, window, stride)
+        for left in window_starts(width, window, stride)
+    ]
+
+
+def padded_size(height: int, width: int, window: int, multiple: int) -> tuple[int, int]:
+    """Smallest size >= the image that fits a window and is a multiple of `multiple`."""
+    def round_up(value: int) -> int:
+        return -(-max(value, window) // multiple) * multiple
+    return round_up(height), round_up(width)
+
+
+def pad_image(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pad (H, W, ...) at the bottom and right to (height, width) by reflection."""
+    extra = [(0, height - array.shape[0]), (0, width - array.shape[1])] + [(0, 0)] * (array.ndim - 2)
+    if not any(after for _, after in extra):
+        return array
+    # Reflection needs a source at least as long as the padding; repeat for tiny images.
+    mode = "reflect" if all(after < size for (_, after), size in zip(extra, array.shape)) else "symmetric"
+    if mode == "symmetric" and any(after > 2 * size for (_, after), size in zip(extra, array.shape)):
+        mode = "wrap"
+    return np.pad(array, extra, mode=mode)
+
+
+def network_input(photo: np.ndarray, coarse: np.ndarray | None, num_classes: int) -> np.ndarray:
+    """float32 (C, h, w) input: normalised RGB, then the one-hot coarse map if given.
+
+    photo is uint8 (h, w, 3); coarse is (h, w) class ids or None for RGB-only models.
+    """
+    channels = 3 + (num_classes if coarse is not None else 0)
+    result = np.empty((channels, *photo.shape[:2]), dtype=np.float32)
+    np.subtract(photo.transpose(2, 0, 1), PHOTO_MEAN, out=result[:3], dtype=np.float32)
+    result[:3] /= PHOTO_SPREAD
+    if coarse is not None:
+        for class_id in range(num_classes):
+            np.equal(coarse, class_id, out=result[3 + class_id], casting="unsafe")
+    return result
+
+
+def blend_weight(height: int, width: int, overlap: int) -> np.ndarray:
+    """float32 (h, w) weight: 1 inside, ramping smoothly down over `overlap` pixels at the edges.
+
+    Neighbouring windows fade into each other instead of meeting at a hard line, so
+    the stitched map shows no seams or "crosses". The ramp never reaches zero, so a
+    pixel covered by one window alone keeps that window's prediction exactly.
+    """
+    def ramp(length: int) -> np.ndarray:
+        distance_to_edge = np.minimum(np.arange(length), np.arange(length)[::-1]) + 0.5
+        if overlap == 0:
+            return np.ones(length, np.float32)
+        fraction = np.clip(distance_to_edge / overlap, 0, 1)
+        return (0.01 + 0.99 * np.sin(fraction * np.pi / 2) ** 2).astype(np.float32)
+    return np.outer(ramp(height), ramp(width))
+
+
+def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Numerically stable softmax over the class axis, in place on float32 logits."""
+    logits -= logits.max(axis=axis, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=axis, keepdims=True)
+    return logits
+
+
+class Stitcher:
+    """Accumulates weighted window probabilities into one (K, H, W) map."""
+
+    def __init__(self, num_classes: int, height: int, width: int, overlap: int):
+        self.overlap = overlap
+        self.sums = np.zeros((num_classes, height, width), dtype=np.float32)
+        self.weights = np.zeros((height, width), dtype=np.float32)
+        self._weight_cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def add(self, box: Box, probabilities: np.ndarray) -> None:
+        """Blend in (K, h, w) probabilities of one window."""
+        size = (box.height, box.width)
+        if size not in self._weight_cache:
+            self._weight_cache[size] = blend_weight(*size, self.overlap)
+        weight = self._weight_cache[size]
+        rows, columns = box.slices()
+        self.sums[:, rows, columns] += probabilities * weight
+        self.weights[rows, columns] += weight
+
+    def probabilities(self) -> np.ndarray:
+        """The blended float32 (K, H, W) probabilities (NaN where no window reached)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.sums / self.weights
+
+
+def stitch_windows(windows: Iterable[tuple[Box, np.ndarray]], num_classes: int,
+                   height: int, width: int, overlap: int) -> np.ndarray:
+    """Blend (box, (K, h, w) probabilities) pairs into float32 (K, height, width)."""
+    stitcher = Stitcher(num_classes, height, width, overlap)
+    for box, probabilities in windows:
+        stitcher.add(box, probabilities)
+    return stitcher.probabilities()
+
+
+def batched(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def predict_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
+                    window: int, overlap: int, batch_size: int,
+                    on_batch: Callable[[int, int], None] | None = None) -> Iterator[tuple[Box, np.ndarray]]:
+    """Yield (box, (K, h, w) probabilities) for every window of an already padded image."""
+    boxes = plan_windows(photo.shape[0], photo.shape[1], window, overlap)
+    done = 0
+    for batch in batched(boxes, batch_size):
+        inputs = np.stack([
+            network_input(photo[box.slices()], None if coarse is None else coarse[box.slices()], num_classes)
+            for box in batch
+        ])
+        probabilities = softmax(np.asarray(predictor(inputs), dtype=np.float32))
+        for box, window_probabilities in zip(batch, probabilities):
+            yield box, window_probabilities
+        done += len(batch)
+        if on_batch:
+            on_batch(done, len(boxes))

@@ -1,0 +1,110 @@
+"""Saving and loading weights and training checkpoints as safetensors.
+
+Nothing is ever unpickled: tensors go into safetensors, everything else
+(model config, label set, training command, validation figures) into its
+string metadata as JSON, so a weights file rebuilds its own model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from c2f_cli.config import ModelConfig
+from c2f_cli.errors import C2FError
+from c2f_cli.labels import LabelSet, write_atomically
+from c2f_cli.model import UNet
+
+DEFAULT_WEIGHTS_NAME = "fasseg.safetensors"
+FORMAT_VERSION = "1"
+
+
+def default_weights_path(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
+    """The shipped FASSEG weights: `weights/` of the repo, installed as package data."""
+    from importlib.resources import files
+
+    return Path(str(files("c2f_cli.weights") / name))
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
+    """Write tensors plus JSON-encoded metadata atomically."""
+    text_metadata = {key: json.dumps(value) for key, value in metadata.items()}
+    text_metadata["c2f_format"] = FORMAT_VERSION
+    contiguous = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
+    write_atomically(path, lambda temporary: save_file(contiguous, str(temporary), metadata=text_metadata))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
+    """Read tensors and decoded metadata, with a clear error for missing or broken files."""
+    path = Path(path)
+    if not path.is_file():
+        raise C2FError(f"weights file not found: {path}")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            raw_metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise C2FError(f"{path} is not a readable safetensors file ({error}); it may be truncated.") from None
+    if raw_metadata.get("c2f_format") != FORMAT_VERSION:
+        raise C2FError(f"{path} is a safetensors file but not one written by c2f.")
+    try:
+        metadata = {key: json.loads(value) for key, value in raw_metadata.items() if key != "c2f_format"}
+    except json.JSONDecodeError:
+        raise C2FError(f"{path}: its metadata is damaged.") from None
+    return tensors, metadata
+
+
+def model_metadata(config: ModelConfig, labels: LabelSet) -> dict[str, object]:
+    return {"model_config": dataclasses.asdict(config), "labels": json.loads(labels.to_json())}
+
+
+def save_weights(path: Path, model: UNet, labels: LabelSet, extra: dict[str, object] | None = None) -> None:
+    """Save a model's state with its config, label set and any extra metadata."""
+    metadata = {**model_metadata(model.config, labels), **(extra or {})}
+    save_tensors(path, model.state_dict(), metadata)
+
+
+def build_model(tensors: dict[str, torch.Tensor], metadata: dict[str, object], path: Path) -> UNet:
+    """Rebuild a model from its stored config and load its state."""
+    try:
+        config = ModelConfig(**metadata["model_config"])
+        model = UNet(config)
+        model.load_state_dict(clean_state_dict(tensors))
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise C2FError(f"{path}: its tensors do not match its stored model config ({error}).") from None
+    return model.eval()
+
+
+def clean_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keep only model tensors, without wrappers' prefixes (checkpoints hold optimiser state too)."""
+    model_tensors = {}
+    for name, tensor in tensors.items():
+        if name.startswith("optimizer."):
+            continue
+        for prefix in ("model.", "module.", "_orig_mod."):
+            name = name.removeprefix(prefix)
+        model_tensors[name] = tensor
+    return model_tensors
+
+
+def load_weights(path: Path | None = None, labels: LabelSet | None = None) -> tuple[UNet, LabelSet, dict[str, object]]:
+    """Load a model, its label set and metadata; refuse a label set other than `labels`."""
+    path = Path(path) if path else default_weights_path()
+    tensors, metadata = load_tensors(path)
+    stored_labels = LabelSet.from_dict(metadata.get("labels", {}), str(path))
+    check_labels(stored_labels, labels, path)
+    return build_model(tensors, metadata, path), stored_labels, metadata
+
+
+def check_labels(stored: LabelSet, requested: LabelSet | None, path: Path) -> None:
+    """Refuse weights trained for another label set than the one asked for."""
+    if requested is not None and requested != stored:
+        raise C2FError(
+            f"{path} was trained for classes {', '.join(stored.names)}, not for "
+            f"{', '.join(requested.names)}; pass matching --labels and --weights."
+        )
