@@ -1,0 +1,158 @@
+"""The `c2f` command line end to end on synthetic faces: train, refine, stitch, score, help."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from c2f_cli.cli import app
+from c2f_cli.labels import FASSEG_LABELS, read_label_map
+from c2f_cli.weights import load_weights
+from conftest import make_generic_dataset
+
+runner = CliRunner()
+
+
+def run(*arguments: str | Path, expect_exit: int = 0):
+    """Invoke `c2f arguments...` and check its exit code, showing its output when it differs."""
+    result = runner.invoke(app, [str(argument) for argument in arguments])
+    assert result.exit_code == expect_exit, f"exit {result.exit_code}\n{result.output}\n{result.exception!r}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_generic_dataset(tmp_path_factory.mktemp("cli") / "dataset", [(48, 40), (40, 56), (64, 48), (36, 36)])
+
+
+@pytest.fixture(scope="module")
+def trained_run(dataset) -> Path:
+    """The run folder of a one-epoch `c2f train` of a tiny model."""
+    out = dataset.parent / "run"
+    run("train", "--data", dataset, "--out", out, "--epochs", "1", "--width", "4", "--depth", "2",
+        "--crop-size", "32", "--crops-per-image", "2", "--batch-size", "4", "--validation-fraction", "0.25")
+    return out
+
+
+def test_train_writes_weights_log_and_curves(trained_run):
+    for name in ("model.safetensors", "checkpoint.safetensors", "log.csv", "curves.png"):
+        assert (trained_run / name).is_file(), name
+    model, labels, metadata = load_weights(trained_run / "model.safetensors")
+    assert (model.config.width, model.config.depth) == (4, 2)
+    assert labels == FASSEG_LABELS
+    assert metadata["train_config"]["crop_size"] == 32
+    assert len(metadata["split"]["validation"]) == 1
+
+
+def test_train_refuses_a_crop_size_the_network_cannot_halve(dataset, tmp_path):
+    result = run("train", "--data", dataset, "--out", tmp_path / "run", "--depth", "3", "--crop-size", "36",
+                 expect_exit=1)
+    assert "--crop-size" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_refine_one_file_keeps_size_and_encoding(dataset, trained_run, tmp_path):
+    output = tmp_path / "fine.png"
+    result = run("refine", dataset / "images" / "face_01.png", dataset / "coarse" / "face_01.png",
+                 "-o", output, "--weights", trained_run / "model.safetensors", "--device", "cpu",
+                 "--window", "32", "--overlap", "8")
+    assert "wrote" in result.output
+    refined = read_label_map(output, FASSEG_LABELS)
+    assert refined.encoding == "color"
+    assert refined.class_ids.shape == (40, 56)
+
+
+def test_refine_writes_the_format_asked_for(dataset, trained_run, tmp_path):
+    run("refine", dataset / "images" / "face_00.png", dataset / "coarse" / "face_00.png", "-o", tmp_path / "ids.png",
+        "--weights", trained_run / "model.safetensors", "--whole-image", "--format", "index")
+    assert read_label_map(tmp_path / "ids.png", FASSEG_LABELS).encoding == "index"
+
+
+def test_refine_does_not_overwrite_without_being_told(dataset, trained_run, tmp_path):
+    arguments = ["refine", dataset / "images" / "face_00.png", dataset / "coarse" / "face_00.png",
+                 "-o", tmp_path / "fine.png", "--weights", trained_run / "model.safetensors", "--whole-image"]
+    run(*arguments)
+    result = run(*arguments, expect_exit=1)
+    assert "--overwrite" in result.output
+    run(*arguments, "--overwrite")
+
+
+def test_refine_folders_writes_one_map_per_pair_and_can_skip_existing(dataset, trained_run, tmp_path):
+    arguments = ["refine", dataset / "images", dataset / "coarse", "-o", tmp_path / "fine",
+                 "--weights", trained_run / "model.safetensors", "--window", "32", "--overlap", "8"]
+    result = run(*arguments)
+    assert "4 written" in result.output
+    assert sorted(path.name for path in (tmp_path / "fine").iterdir()) == [
+        "face_00.png", "face_01.png", "face_02.png", "face_03.png"]
+    assert run(*arguments, expect_exit=1).output.count("exists") >= 4  # nothing replaced silently
+    assert "4 skipped" in run(*arguments, "--skip-existing").output
+
+
+def test_refine_windows_dir_then_stitch_gives_the_same_map(dataset, trained_run, tmp_path):
+    run("refine", dataset / "images" / "face_02.png", dataset / "coarse" / "face_02.png", "-o", tmp_path / "fine.png",
+        "--weights", trained_run / "model.safetensors", "--window", "32", "--overlap", "16",
+        "--windows-dir", tmp_path / "windows")
+    result = run("stitch", tmp_path / "windows", "-o", tmp_path / "stitched.png")
+    assert "windows" in result.output
+    refined = read_label_map(tmp_path / "fine.png", FASSEG_LABELS).class_ids
+    stitched = read_label_map(tmp_path / "stitched.png", FASSEG_LABELS).class_ids
+    np.testing.assert_array_equal(stitched, refined)
+
+
+def test_score_prints_a_table_with_pooled_and_per_image_accuracy(dataset):
+    result = run("score", dataset / "coarse", dataset / "fine")
+    for row in ("pixel accuracy (pooled)", "pixel accuracy (mean per image)", "mean IoU", "IoU skin", "confusion"):
+        assert row in result.output
+
+
+def test_score_json_gives_the_same_figures_as_the_library(dataset):
+    from c2f_cli.score import score_files
+
+    result = run("score", dataset / "coarse", dataset / "fine", "--json")
+    figures = json.loads(result.stdout)
+    names = sorted(path.stem for path in (dataset / "fine").iterdir())
+    report = score_files([(name, dataset / "coarse" / f"{name}.png", dataset / "fine" / f"{name}.png", None)
+                          for name in names], FASSEG_LABELS)
+    assert figures["images"] == 4
+    assert figures["predicted"]["pixel_accuracy"] == pytest.approx(report.predicted.pixel_accuracy)
+    assert figures["predicted"]["mean_image_accuracy"] == pytest.approx(report.mean_image_accuracy())
+    assert 0 < figures["predicted"]["pixel_accuracy"] < 1
+    assert set(figures["predicted"]["class_iou"]) == set(FASSEG_LABELS.names)
+    assert "coarse" not in figures
+
+
+def test_score_json_with_coarse_maps_scores_both(dataset):
+    figures = json.loads(run("score", dataset / "fine", dataset / "fine", "--coarse", dataset / "coarse",
+                             "--json").stdout)
+    assert figures["predicted"]["pixel_accuracy"] == 1.0
+    assert figures["coarse"]["pixel_accuracy"] < 1.0
+
+
+def test_score_one_file_pair(dataset):
+    figures = json.loads(run("score", dataset / "fine" / "face_00.png", dataset / "fine" / "face_00.png",
+                             "--json").stdout)
+    assert figures["images"] == 1 and figures["predicted"]["mean_iou"] == 1.0
+
+
+def test_a_missing_input_is_one_red_line_and_exit_one(tmp_path):
+    result = run("refine", tmp_path / "nope.png", tmp_path / "nope_coarse.png", "-o", tmp_path / "out.png",
+                 expect_exit=1)
+    assert "error" in result.output and "nope.png" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_main_help_shows_an_example():
+    result = run("--help")
+    assert "Example" in result.output
+    for command in ("train", "refine", "stitch", "score"):
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", sorted(typer.main.get_command(app).commands))
+def test_every_command_help_shows_an_example(command):
+    assert "Example" in run(command, "--help").output

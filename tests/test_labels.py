@@ -1,0 +1,212 @@
+"""Label sets and the three label-map encodings: colour RGB, palette PNG, class-id PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from c2f_cli.errors import C2FError
+from c2f_cli.labels import (
+    ENCODINGS, FASSEG_LABELS, LabelSet, load_label_set, read_label_map, read_photo, write_atomically,
+    write_label_map,
+)
+
+# Cityscapes' 19 evaluation classes: a realistic label set well beyond FASSEG's six.
+CITYSCAPES_CLASSES = [
+    ("road", [128, 64, 128]), ("sidewalk", [244, 35, 232]), ("building", [70, 70, 70]),
+    ("wall", [102, 102, 156]), ("fence", [190, 153, 153]), ("pole", [153, 153, 153]),
+    ("traffic light", [250, 170, 30]), ("traffic sign", [220, 220, 0]), ("vegetation", [107, 142, 35]),
+    ("terrain", [152, 251, 152]), ("sky", [70, 130, 180]), ("person", [220, 20, 60]),
+    ("rider", [255, 0, 0]), ("car", [0, 0, 142]), ("truck", [0, 0, 70]), ("bus", [0, 60, 100]),
+    ("train", [0, 80, 100]), ("motorcycle", [0, 0, 230]), ("bicycle", [119, 11, 32]),
+]
+
+
+def random_ids(num_classes: int, height: int = 23, width: int = 31, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, num_classes, size=(height, width))
+
+
+def many_class_labels(count: int) -> LabelSet:
+    """`count` classes with distinct colours spread over the RGB cube."""
+    colors = [(index // 64 * 40, index // 8 % 8 * 32, index % 8 * 32) for index in range(count)]
+    assert len(set(colors)) == count
+    return LabelSet(tuple(f"class {index}" for index in range(count)), tuple(colors))
+
+
+def write_toml_label_file(path: Path, classes: list[tuple[str, list[int]]]) -> Path:
+    lines = ["classes = ["] + [f'  {{ name = "{name}", color = {color} }},' for name, color in classes] + ["]"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_label_map_round_trips_in_every_encoding(tmp_path, encoding):
+    ids = random_ids(FASSEG_LABELS.num_classes)
+    path = tmp_path / f"map_{encoding}.png"
+    write_label_map(path, ids, FASSEG_LABELS, encoding)
+    label_map = read_label_map(path, FASSEG_LABELS)
+    assert label_map.encoding == encoding
+    assert label_map.class_ids.dtype == np.uint8
+    np.testing.assert_array_equal(label_map.class_ids, ids)
+    assert label_map.far_pixels == 0
+
+
+def test_colour_map_is_written_with_the_palette_colours(tmp_path):
+    ids = random_ids(FASSEG_LABELS.num_classes)
+    write_label_map(tmp_path / "map.png", ids, FASSEG_LABELS, "color")
+    rgb = np.asarray(Image.open(tmp_path / "map.png").convert("RGB"))
+    np.testing.assert_array_equal(rgb, FASSEG_LABELS.palette()[ids])
+
+
+def test_colour_map_round_trips_losslessly_as_bmp(tmp_path):
+    ids = random_ids(FASSEG_LABELS.num_classes)
+    write_label_map(tmp_path / "map.bmp", ids, FASSEG_LABELS, "color")
+    np.testing.assert_array_equal(read_label_map(tmp_path / "map.bmp", FASSEG_LABELS).class_ids, ids)
+
+
+def test_noisy_colours_map_to_the_nearest_palette_colour(tmp_path):
+    ids = random_ids(FASSEG_LABELS.num_classes)
+    noise = np.random.default_rng(1).integers(-25, 26, size=(*ids.shape, 3))
+    noisy = np.clip(FASSEG_LABELS.palette()[ids].astype(int) + noise, 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    label_map = read_label_map(tmp_path / "noisy.png", FASSEG_LABELS)
+    np.testing.assert_array_equal(label_map.class_ids, ids)
+    assert label_map.far_pixels == 0  # small noise is not "far" from the palette
+
+
+def test_anti_aliased_edge_goes_to_the_nearer_class_and_is_not_counted_as_far(tmp_path):
+    palette = FASSEG_LABELS.palette().astype(float)
+    background, skin = palette[0], palette[2]
+    # One row fading from background to skin, as an anti-aliased edge between the two.
+    fractions = np.array([0.0, 0.1, 0.3, 0.45, 0.55, 0.7, 0.9, 1.0])
+    row = np.round(background + fractions[:, None] * (skin - background)).astype(np.uint8)[None]
+    Image.fromarray(row).save(tmp_path / "edge.png")
+    label_map = read_label_map(tmp_path / "edge.png", FASSEG_LABELS)
+    np.testing.assert_array_equal(label_map.class_ids[0], np.where(fractions < 0.5, 0, 2))
+    assert label_map.far_pixels == 0
+
+
+def test_foreign_colours_are_mapped_but_counted_as_far(tmp_path):
+    rgb = FASSEG_LABELS.palette()[random_ids(FASSEG_LABELS.num_classes)].copy()
+    rgb[:3, :4] = (255, 0, 255)  # magenta: far from every palette colour and every blend of two
+    Image.fromarray(rgb).save(tmp_path / "stray.png")
+    label_map = read_label_map(tmp_path / "stray.png", FASSEG_LABELS)
+    assert label_map.far_pixels == 12
+    assert label_map.class_ids.max() < FASSEG_LABELS.num_classes
+
+
+def test_palette_png_with_other_colours_is_decoded_by_colour(tmp_path):
+    ids = random_ids(FASSEG_LABELS.num_classes)
+    # Same colours, different order: palette indices mean other classes, so colours must win.
+    order = np.array([3, 1, 5, 0, 2, 4])
+    image = Image.fromarray(np.argsort(order)[ids].astype(np.uint8), mode="P")
+    image.putpalette(FASSEG_LABELS.palette()[order].ravel().tolist())
+    image.save(tmp_path / "shuffled.png")
+    label_map = read_label_map(tmp_path / "shuffled.png", FASSEG_LABELS)
+    assert label_map.encoding == "color"
+    np.testing.assert_array_equal(label_map.class_ids, ids)
+
+
+def test_index_map_with_ids_beyond_the_label_set_is_refused(tmp_path):
+    Image.fromarray(np.full((4, 4), 9, np.uint8), mode="L").save(tmp_path / "ids.png")
+    with pytest.raises(C2FError, match="class ids up to 9"):
+        read_label_map(tmp_path / "ids.png", FASSEG_LABELS)
+
+
+def test_label_set_loads_from_toml_and_json_alike(tmp_path):
+    toml_path = write_toml_label_file(tmp_path / "city.toml", CITYSCAPES_CLASSES)
+    json_path = tmp_path / "city.json"
+    json_path.write_text(json.dumps({"classes": [{"name": name, "color": color}
+                                                 for name, color in CITYSCAPES_CLASSES]}))
+    from_toml, from_json = load_label_set(toml_path), load_label_set(json_path)
+    assert from_toml == from_json
+    assert from_toml.num_classes == 19
+    assert from_toml.names[6] == "traffic light"
+    assert from_toml.colors[10] == (70, 130, 180)
+
+
+def test_label_set_survives_its_own_json(tmp_path):
+    labels = load_label_set(write_toml_label_file(tmp_path / "city.toml", CITYSCAPES_CLASSES))
+    assert LabelSet.from_json(labels.to_json()) == labels
+
+
+def test_no_label_file_means_fasseg():
+    assert load_label_set(None) == FASSEG_LABELS
+    assert FASSEG_LABELS.names == ("background", "hair", "skin", "eyes", "nose", "mouth")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_nineteen_class_maps_round_trip(tmp_path, encoding):
+    labels = load_label_set(write_toml_label_file(tmp_path / "city.toml", CITYSCAPES_CLASSES))
+    ids = random_ids(19, seed=2)
+    write_label_map(tmp_path / "map.png", ids, labels, encoding)
+    label_map = read_label_map(tmp_path / "map.png", labels)
+    assert label_map.encoding == encoding
+    np.testing.assert_array_equal(label_map.class_ids, ids)
+
+
+@pytest.mark.parametrize("text", [
+    'classes = [{ name = "only", color = [1, 2, 3] }]',  # a single class
+    'classes = [{ name = "a", color = [1, 2, 3] }, { name = "b", color = [1, 2, 3] }]',  # same colour twice
+    'classes = [{ name = "a", color = [1, 2, 300] }, { name = "b", color = [4, 5, 6] }]',  # not a byte
+    'classes = [{ name = "a" }, { name = "b", color = [4, 5, 6] }]',  # no colour
+    "classes = [",  # not TOML
+])
+def test_malformed_label_files_raise_c2f_error(tmp_path, text):
+    path = tmp_path / "labels.toml"
+    path.write_text(text)
+    with pytest.raises(C2FError, match="labels.toml"):
+        load_label_set(path)
+
+
+def test_more_than_256_classes_write_uint16_index_maps(tmp_path):
+    labels = many_class_labels(300)
+    ids = random_ids(300, seed=4)
+    assert ids.max() > 255
+    write_label_map(tmp_path / "ids.png", ids, labels, "index")
+    assert np.asarray(Image.open(tmp_path / "ids.png")).max() == ids.max()
+    label_map = read_label_map(tmp_path / "ids.png", labels)
+    assert label_map.encoding == "index"
+    assert label_map.class_ids.dtype == np.uint16
+    np.testing.assert_array_equal(label_map.class_ids, ids)
+
+
+def test_more_than_256_classes_round_trip_as_colour(tmp_path):
+    labels = many_class_labels(300)
+    ids = random_ids(300, seed=5)
+    write_label_map(tmp_path / "map.png", ids, labels, "color")
+    np.testing.assert_array_equal(read_label_map(tmp_path / "map.png", labels).class_ids, ids)
+
+
+def test_more_than_256_classes_cannot_be_a_palette_png(tmp_path):
+    with pytest.raises(C2FError, match="256"):
+        write_label_map(tmp_path / "map.png", random_ids(300), many_class_labels(300), "palette")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])
+def test_photos_of_any_common_mode_read_as_uint8_rgb(tmp_path, mode):
+    rgb = np.random.default_rng(6).integers(0, 256, size=(9, 7, 3), dtype=np.uint8)
+    if mode == "I;16":
+        image = Image.fromarray((rgb[..., 0].astype(np.uint16) * 257))
+    else:
+        image = Image.fromarray(rgb).convert(mode)
+    image.save(tmp_path / "photo.png")
+    photo = read_photo(tmp_path / "photo.png")
+    assert photo.shape == (9, 7, 3) and photo.dtype == np.uint8
+    if mode in ("RGBA", "I;16"):
+        expected = rgb if mode == "RGBA" else np.repeat(rgb[..., :1], 3, axis=2)
+        np.testing.assert_array_equal(photo, expected)
+
+
+def test_failed_atomic_write_leaves_neither_target_nor_partial_file(tmp_path):
+    def broken_writer(temporary: Path) -> None:
+        temporary.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_atomically(tmp_path / "out.png", broken_writer)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,153 @@
+"""Training on tiny synthetic faces: the loss falls, the run's files appear, and seeds repeat exactly."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from c2f_cli.config import ModelConfig
+from c2f_cli.data import LoadedSample, find_samples, load_sample
+from c2f_cli.errors import C2FError
+from c2f_cli.labels import FASSEG_LABELS
+from c2f_cli.train import CHECKPOINT_NAME, WEIGHTS_NAME, TrainConfig, class_weights, random_crop, split_samples, train_model
+from c2f_cli.weights import load_tensors, load_weights
+from conftest import make_generic_dataset, make_scene
+
+TINY_MODEL = ModelConfig(width=4, depth=2)
+
+
+@pytest.fixture(scope="module")
+def synthetic_samples(tmp_path_factory) -> list[LoadedSample]:
+    """Four small faces whose fine maps are the coarse maps' shapes grown and shifted."""
+    root = make_generic_dataset(tmp_path_factory.mktemp("train_data"), [(64, 64), (56, 48), (48, 64), (64, 56)])
+    return [load_sample(sample, FASSEG_LABELS) for sample in find_samples(root)]
+
+
+def tiny_config(**changes) -> TrainConfig:
+    settings = dict(epochs=2, crops_per_image=4, crop_size=32, batch_size=8, learning_rate=1e-2,
+                    validation_fraction=0.25, seed=0)
+    return TrainConfig(**{**settings, **changes})
+
+
+@pytest.fixture(scope="module")
+def finished_run(synthetic_samples, tmp_path_factory) -> tuple[Path, list[dict]]:
+    """A four-epoch run of the tiny model; returns its folder and the rows reported each epoch."""
+    out_dir = tmp_path_factory.mktemp("run")
+    rows: list[dict] = []
+    train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, tiny_config(epochs=4), out_dir,
+                command="c2f train --data synthetic", on_epoch=rows.append)
+    return out_dir, rows
+
+
+def test_training_loss_falls(finished_run):
+    _, rows = finished_run
+    losses = [row["train_loss"] for row in rows]
+    assert len(losses) == 4
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.9 * losses[0]
+
+
+def test_training_writes_log_curves_weights_and_checkpoint(finished_run):
+    out_dir, rows = finished_run
+    with open(out_dir / "log.csv") as handle:
+        logged = list(csv.DictReader(handle))
+    assert [int(row["epoch"]) for row in logged] == [1, 2, 3, 4]
+    assert {"train_loss", "val_accuracy", "val_miou", "seconds"} <= set(logged[0])
+    assert float(logged[-1]["train_loss"]) == pytest.approx(rows[-1]["train_loss"])
+    with Image.open(out_dir / "curves.png") as curves:
+        assert curves.format == "PNG" and curves.width > 100
+    assert (out_dir / CHECKPOINT_NAME).is_file()
+    assert not list(out_dir.glob("*.part"))
+
+
+def test_saved_weights_carry_config_split_command_and_validation_figures(finished_run, synthetic_samples):
+    out_dir, rows = finished_run
+    model, labels, metadata = load_weights(out_dir / WEIGHTS_NAME, FASSEG_LABELS)
+    assert model.config == TINY_MODEL and labels == FASSEG_LABELS
+    assert metadata["training_command"] == "c2f train --data synthetic"
+    assert metadata["train_config"]["epochs"] == 4
+    split = metadata["split"]
+    assert len(split["validation"]) == 1 and len(split["train"]) == 3
+    assert sorted(split["train"] + split["validation"]) == [sample.name for sample in synthetic_samples]
+    assert metadata["validation"]["val_accuracy"] == pytest.approx(rows[-1]["val_accuracy"])
+
+
+def test_the_checkpoint_also_loads_as_weights(finished_run):
+    out_dir, _ = finished_run
+    from_checkpoint, _, _ = load_weights(out_dir / CHECKPOINT_NAME)
+    final, _, _ = load_weights(out_dir / WEIGHTS_NAME)
+    inputs = torch.randn(1, TINY_MODEL.in_channels, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(from_checkpoint(inputs), final(inputs))
+
+
+def test_same_seed_gives_identical_weights(synthetic_samples, tmp_path):
+    for name in ("first", "second"):
+        train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, tiny_config(epochs=1), tmp_path / name)
+    first, _ = load_tensors(tmp_path / "first" / WEIGHTS_NAME)
+    second, _ = load_tensors(tmp_path / "second" / WEIGHTS_NAME)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_another_seed_gives_other_weights(synthetic_samples, tmp_path):
+    for name, seed in (("first", 0), ("second", 1)):
+        train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, tiny_config(epochs=1, seed=seed), tmp_path / name)
+    first, _ = load_tensors(tmp_path / "first" / WEIGHTS_NAME)
+    second, _ = load_tensors(tmp_path / "second" / WEIGHTS_NAME)
+    assert not all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_rgb_only_mode_trains_a_model_without_coarse_input(synthetic_samples, tmp_path):
+    config = ModelConfig(use_coarse=False, width=4, depth=2)
+    weights = train_model(synthetic_samples, FASSEG_LABELS, config, tiny_config(epochs=1), tmp_path)
+    model, _, _ = load_weights(weights)
+    assert model.config.use_coarse is False and model.config.in_channels == 3
+
+
+def test_training_without_fine_maps_is_refused(synthetic_samples, tmp_path):
+    coarse_only = [LoadedSample(sample.name, sample.photo, sample.coarse, None) for sample in synthetic_samples]
+    with pytest.raises(C2FError, match="fine map"):
+        train_model(coarse_only, FASSEG_LABELS, TINY_MODEL, tiny_config(), tmp_path)
+
+
+def test_split_is_deterministic_disjoint_and_complete(synthetic_samples):
+    train, validation = split_samples(synthetic_samples * 5, 0.2, seed=3)
+    again_train, again_validation = split_samples(synthetic_samples * 5, 0.2, seed=3)
+    assert len(validation) == 4 and len(train) == 16
+    assert [id(s) for s in train] == [id(s) for s in again_train]
+    assert [id(s) for s in validation] == [id(s) for s in again_validation]
+
+
+def test_a_single_sample_is_never_held_out(synthetic_samples):
+    train, validation = split_samples(synthetic_samples[:1], 0.5, seed=0)
+    assert len(train) == 1 and validation == []
+
+
+def test_class_weights_favour_rare_classes_and_average_one_per_pixel():
+    maps = [np.array([[0] * 9 + [1]] * 10)]  # class 0 nine times as common as class 1
+    weights = class_weights(maps, 2, power=1.0)
+    assert weights[1] == pytest.approx(9 * weights[0])
+    assert weights[0] * 0.9 + weights[1] * 0.1 == pytest.approx(1.0, rel=1e-4)
+    np.testing.assert_allclose(class_weights(maps, 2, power=0.0), 1.0, rtol=1e-4)
+
+
+def test_class_weights_stay_finite_for_a_class_absent_from_training():
+    weights = class_weights([np.zeros((4, 4), int), np.ones((4, 4), int)], 3, power=1.0)
+    assert np.all(np.isfinite(weights)) and weights[2] > weights[0]
+
+
+def test_random_crops_have_the_crop_size_and_only_valid_class_ids():
+    photo, coarse, fine = make_scene(40, 30, seed=2)
+    sample = LoadedSample("face", photo, coarse, fine)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        photo_crop, coarse_crop, fine_crop = random_crop(sample, fine, 32, rng)
+        assert photo_crop.shape == (32, 32, 3) and photo_crop.dtype == np.uint8
+        assert coarse_crop.shape == fine_crop.shape == (32, 32)
+        assert set(np.unique(fine_crop)) <= set(np.unique(fine))

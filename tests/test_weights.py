@@ -1,0 +1,115 @@
+"""Weights files: round trips, carried metadata, and clear errors for the wrong file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from c2f_cli.config import ModelConfig
+from c2f_cli.errors import C2FError
+from c2f_cli.labels import FASSEG_LABELS, LabelSet
+from c2f_cli.model import UNet
+from c2f_cli.weights import (
+    clean_state_dict, default_weights_path, load_tensors, load_weights, model_metadata, save_tensors, save_weights,
+)
+
+SKY_LABELS = LabelSet(("ground", "sky", "tree"), ((90, 60, 30), (70, 130, 180), (20, 140, 40)))
+
+
+def trained_looking_model(config: ModelConfig = ModelConfig(width=4, depth=2)) -> UNet:
+    """A model whose batch-norm statistics have moved away from their defaults, as after training."""
+    torch.manual_seed(0)
+    model = UNet(config)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(2, config.in_channels, 16, 16) * 3 + 1)
+    return model.eval()
+
+
+def test_saved_and_loaded_model_gives_identical_outputs(tmp_path):
+    model = trained_looking_model()
+    save_weights(tmp_path / "model.safetensors", model, FASSEG_LABELS)
+    loaded, labels, _ = load_weights(tmp_path / "model.safetensors")
+    assert loaded.config == model.config
+    assert labels == FASSEG_LABELS
+    assert not loaded.training
+    inputs = torch.randn(1, model.config.in_channels, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(inputs), model(inputs))
+
+
+def test_config_labels_and_extra_metadata_travel_with_the_weights(tmp_path):
+    config = ModelConfig(num_classes=3, use_coarse=False, width=2, depth=1)
+    extra = {"training_command": "c2f train --data d --out o", "split": {"train": ["a"], "validation": ["b"]}}
+    save_weights(tmp_path / "sky.safetensors", UNet(config), SKY_LABELS, extra)
+    model, labels, metadata = load_weights(tmp_path / "sky.safetensors", SKY_LABELS)
+    assert model.config == config
+    assert labels == SKY_LABELS
+    assert metadata["training_command"] == extra["training_command"]
+    assert metadata["split"] == extra["split"]
+    assert metadata["model_config"] == {"num_classes": 3, "use_coarse": False, "width": 2, "depth": 1}
+
+
+def test_weights_for_another_label_set_are_refused_naming_both(tmp_path):
+    save_weights(tmp_path / "face.safetensors", UNet(ModelConfig(width=2, depth=1)), FASSEG_LABELS)
+    with pytest.raises(C2FError) as error:
+        load_weights(tmp_path / "face.safetensors", SKY_LABELS)
+    message = str(error.value)
+    assert "face.safetensors" in message
+    assert "background, hair, skin" in message  # what the file was trained for
+    assert "ground, sky, tree" in message  # what was asked for
+
+
+def test_tensors_that_do_not_match_the_stored_config_are_refused(tmp_path):
+    small = UNet(ModelConfig(width=2, depth=1))
+    save_tensors(tmp_path / "mixed.safetensors", small.state_dict(),
+                 model_metadata(ModelConfig(width=4, depth=1), FASSEG_LABELS))
+    with pytest.raises(C2FError, match="do not match its stored model config"):
+        load_weights(tmp_path / "mixed.safetensors")
+
+
+def test_a_foreign_safetensors_file_is_not_taken_for_c2f_weights(tmp_path):
+    save_file(UNet(ModelConfig(width=2, depth=1)).state_dict(), str(tmp_path / "other.safetensors"))
+    with pytest.raises(C2FError, match="not one written by c2f"):
+        load_weights(tmp_path / "other.safetensors")
+
+
+def test_a_file_that_is_not_safetensors_is_refused(tmp_path):
+    (tmp_path / "notes.safetensors").write_bytes(b"these are not tensors")
+    with pytest.raises(C2FError, match="not a readable safetensors file"):
+        load_weights(tmp_path / "notes.safetensors")
+
+
+def test_a_missing_weights_file_is_reported_by_name(tmp_path):
+    with pytest.raises(C2FError, match="missing.safetensors"):
+        load_weights(tmp_path / "missing.safetensors")
+
+
+def test_metadata_is_stored_as_json_strings(tmp_path):
+    save_tensors(tmp_path / "t.safetensors", {"x": torch.ones(2)}, {"numbers": [1, 2.5], "name": "face"})
+    tensors, metadata = load_tensors(tmp_path / "t.safetensors")
+    assert torch.equal(tensors["x"], torch.ones(2))
+    assert metadata == {"numbers": [1, 2.5], "name": "face"}
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "t.safetensors"), framework="pt") as handle:
+        assert json.loads(handle.metadata()["numbers"]) == [1, 2.5]
+
+
+def test_wrapped_state_dicts_load_once_cleaned(tmp_path):
+    model = trained_looking_model()
+    wrapped = {f"module.{name}": tensor for name, tensor in model.state_dict().items()}
+    wrapped["optimizer.0.exp_avg"] = torch.zeros(3)
+    assert set(clean_state_dict(wrapped)) == set(model.state_dict())
+    save_tensors(tmp_path / "wrapped.safetensors", wrapped, model_metadata(model.config, FASSEG_LABELS))
+    loaded, _, _ = load_weights(tmp_path / "wrapped.safetensors")
+    inputs = torch.randn(1, model.config.in_channels, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(inputs), model(inputs))
+
+
+def test_default_weights_path_names_the_shipped_fasseg_file():
+    assert default_weights_path().name == "fasseg.safetensors"
