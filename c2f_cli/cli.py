@@ -7,11 +7,14 @@ result. Heavy imports (torch, onnxruntime) happen inside commands so that
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -31,7 +34,8 @@ LabelsOption = Annotated[Optional[Path], typer.Option(
     "--labels", help="TOML or JSON label set: classes = [{name = \"sky\", color = [70, 130, 180]}, ...]. "
                      "Default: FASSEG's six face classes.")]
 WeightsOption = Annotated[Optional[Path], typer.Option(
-    "--weights", help="Weights (.safetensors) or, with --backend onnx, an .onnx file. Default: the shipped FASSEG model.")]
+    "--weights", help="Weights (.safetensors); with --backend onnx an .onnx file from `c2f export` (a .safetensors "
+                      "is refused there: export it first). Default: the shipped FASSEG model.")]
 DeviceOption = Annotated[str, typer.Option(
     "--device", help="auto (CUDA when present, else CPU), cpu or cuda.")]
 
@@ -46,8 +50,13 @@ def progress_bar() -> Progress:
                     TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console)
 
 
+# What to do after Ctrl-C, per command; every output is written atomically, so nothing is half-written.
+RESUME_HINTS = {"train": "re-run with --resume to continue from the last completed epoch.",
+                "refine": "in folder mode, re-run with --skip-existing to continue."}
+
+
 def run_command(function):
-    """Turn C2FError into one red line and exit code 1 instead of a traceback."""
+    """Turn C2FError (and failed file operations) into one red line and exit code 1 instead of a traceback."""
     import functools
 
     @functools.wraps(function)
@@ -56,8 +65,13 @@ def run_command(function):
             return function(*args, **kwargs)
         except C2FError as error:
             fail(str(error))
+        except OSError as error:  # a full disk, a read-only folder, a path that is a file: all fixable by the user
+            where = f"{error.filename}: " if error.filename else ""
+            fail(f"{where}{error.strerror or error}; check the path, its permissions and the free disk space.")
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/yellow]: stopped before finishing; completed outputs are intact.")
+            hint = RESUME_HINTS.get(function.__name__, "")
+            console.print(f"[yellow]interrupted[/yellow]: completed outputs are intact; {hint}".rstrip("; "),
+                          highlight=False, soft_wrap=True)
             raise typer.Exit(130)
     return wrapper
 
@@ -72,6 +86,7 @@ def train(
                                            "or gan (semi-supervised, uses coarse-only faces too).")] = "conditional",
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training faces.")] = 40,
     crops_per_image: Annotated[int, typer.Option(min=1, help="Random crops per face per epoch.")] = 8,
+    crop_size: Annotated[int, typer.Option(min=32, help="Side of a training crop in pixels (a multiple of 2**depth).")] = 256,
     batch_size: Annotated[int, typer.Option(min=1, help="Crops per optimiser step.")] = 8,
     lr: Annotated[float, typer.Option(min=0.0, help="Adam's learning rate (cosine decay to zero).")] = 2e-4,
     class_weight_power: Annotated[float, typer.Option(
@@ -80,7 +95,16 @@ def train(
     width: Annotated[int, typer.Option(min=2, help="Channels of the U-Net's first level.")] = 16,
     depth: Annotated[int, typer.Option(min=1, max=5, help="Downsamplings of the U-Net.")] = 4,
     seed: Annotated[int, typer.Option(help="Fixes split, initialisation and augmentation: runs repeat exactly.")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    fine_fraction: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="Share of training faces that keep their fine maps; the rest are coarse-only. "
+                               "Default: 0.4 with --mode gan (20 of 50, as in the seed report), else 1.")] = None,
+    discriminator: Annotated[str, typer.Option(
+        help="gan: pixel (per-pixel confidence, pseudo-labels; the default that works) or image "
+             "(the seed report's one score per map, which collapses in step 2).")] = "pixel",
+    step2_fraction: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="gan: share of epochs in step 2, learning from coarse-only faces.")] = 0.5,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint "
+                                                             "(starts afresh if it has none yet).")] = False,
     labels: LabelsOption = None,
 ) -> None:
     """Train a model on (photo, coarse, fine) triplets.
@@ -94,16 +118,25 @@ def train(
     from c2f_cli.labels import load_label_set
     from c2f_cli.train import TrainConfig, train_model
 
+    if out.exists() and not out.is_dir():
+        fail(f"{out} is a file, but --out names a run folder.")
     if mode not in ("conditional", "segment", "gan"):
         fail(f"unknown --mode {mode!r}; choose conditional, segment or gan.")
+    if discriminator not in ("pixel", "image"):
+        fail(f"unknown --discriminator {discriminator!r}; choose pixel or image.")
+    if crop_size % 2**depth:
+        fail(f"--crop-size must be a multiple of 2**depth = {2**depth}, got {crop_size}.")
     label_set = load_label_set(labels)
     found = find_samples(data)
     samples = [load_sample(sample, label_set) for sample in found]
     model_config = ModelConfig(num_classes=label_set.num_classes, use_coarse=mode != "segment",
                                width=width, depth=depth)
-    config = TrainConfig(mode=mode, epochs=epochs, crops_per_image=crops_per_image, batch_size=batch_size,
+    config = TrainConfig(mode=mode, epochs=epochs, crops_per_image=crops_per_image, crop_size=crop_size,
+                         batch_size=batch_size,
                          learning_rate=lr, class_weight_power=class_weight_power,
-                         validation_fraction=validation_fraction, seed=seed)
+                         validation_fraction=validation_fraction, seed=seed,
+                         fine_fraction=fine_fraction if fine_fraction is not None else (0.4 if mode == "gan" else 1.0),
+                         discriminator=discriminator, step2_fraction=step2_fraction)
     command = shlex.join(["c2f", *sys.argv[1:]])
     with progress_bar() as progress:
         epoch_task = progress.add_task("epochs", total=epochs, status="")
@@ -124,11 +157,18 @@ def train(
     console.print(f"[green]saved[/green] {weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})")
 
 
+def new_file_allowed(path: Path, overwrite: bool) -> None:
+    """Refuse to write over a folder, or over an existing file without --overwrite."""
+    if path.is_dir():
+        fail(f"{path} is a folder; give a file name such as {path / 'fine.png'}.")
+    if path.exists() and not overwrite:
+        fail(f"{path} already exists; pass --overwrite to replace it.")
+
+
 def output_allowed(path: Path, overwrite: bool) -> None:
     if path.suffix.lower() in (".jpg", ".jpeg", ".webp"):
         fail(f"{path}: lossy formats change class colours; write .png (or .bmp, .tif) instead.")
-    if path.exists() and not overwrite:
-        fail(f"{path} already exists; pass --overwrite to replace it.")
+    new_file_allowed(path, overwrite)
 
 
 @app.command()
@@ -139,7 +179,7 @@ def refine(
     output: Annotated[Path, typer.Option("--output", "-o", help="Fine map to write (a folder in folder mode).")],
     weights: WeightsOption = None,
     labels: LabelsOption = None,
-    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime).")] = "torch",
+    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime; needs an .onnx from `c2f export`).")] = "torch",
     device: DeviceOption = "auto",
     window: Annotated[int, typer.Option(help="Window side in pixels (multiple of 32).")] = 256,
     overlap: Annotated[int, typer.Option(help="Pixels neighbouring windows share; blended smoothly, so no seams.")] = 64,
@@ -177,8 +217,11 @@ def refine(
     options = dict(settings=settings, output_format=output_format, strict=strict)
     if not image.is_dir():
         output_allowed(output, overwrite)
+        if overlay is not None:
+            new_file_allowed(overlay, overwrite)
         result = refine_file(predictor, label_set, uses_coarse, image, coarse, output,
                              windows_dir=windows_dir, overlay_path=overlay, **options)
+        note_conversion(result.photo_note)
         warn_far_pixels(coarse, result.far_pixels)
         console.print(f"[green]wrote[/green] {result.output}  ({result.changed_fraction:.1%} of pixels changed)")
         return
@@ -189,52 +232,113 @@ def refine(
 def warn_far_pixels(path: Path, count: int) -> None:
     if count:
         console.print(f"[yellow]warning[/yellow]: {path}: {count} pixels have colours far from every palette "
-                      "colour; mapped to the nearest (use --strict to refuse such maps).", highlight=False)
+                      "colour; mapped to the nearest (use --strict to refuse such maps).", highlight=False,
+                      soft_wrap=True)
+
+
+def note_conversion(note: Optional[str]) -> None:
+    if note:
+        console.print(f"[cyan]note[/cyan]: {note}", highlight=False, soft_wrap=True)
+
+
+def check_folder_inputs(images: Path, coarse: Path, output: Path, overlay: Optional[Path]) -> None:
+    """Folder mode: refuse empty input folders and outputs that are files."""
+    from c2f_cli.data import IMAGE_SUFFIXES, images_by_stem
+
+    for folder in (images, coarse):
+        if not images_by_stem(folder):
+            fail(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); check the folder.")
+    for folder, option in ((output, "--output"), (overlay, "--overlay")):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            fail(f"{folder} is a file, but in folder mode {option} names a folder.")
+
+
+def outputs_allowed(target: Path, overlay_target: Optional[Path], overwrite: bool, skip_existing: bool) -> str:
+    """For one pair in folder mode: "write", "skip", or why it must not be written.
+
+    The fine map is written last, so it marks a finished pair; an overlay without its map
+    is left over from an interrupted run and --skip-existing may replace it.
+    """
+    if overwrite:
+        return "write"
+    if target.exists():
+        return "skip" if skip_existing else f"{target} exists; pass --overwrite or --skip-existing"
+    if overlay_target is not None and overlay_target.exists() and not skip_existing:
+        return f"{overlay_target} exists; pass --overwrite or --skip-existing"
+    return "write"
+
+
+@contextlib.contextmanager
+def stop_after_current_image() -> Iterator[threading.Event]:
+    """While active, a first Ctrl-C only sets the returned event (stop after this image); a second stops at once."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested  # signal handlers can only be set from the main thread
+        return
+
+    def on_interrupt(signal_number, frame) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def refine_folders(predictor, label_set, uses_coarse, images: Path, coarse: Path, output: Path, options: dict,
                    windows_dir: Optional[Path], overlay: Optional[Path], overwrite: bool, skip_existing: bool) -> None:
-    """Folder mode: one bad pair is reported and skipped; Ctrl-C stops after the current image."""
+    """Folder mode: a bad or unpaired file is reported and skipped; Ctrl-C stops after the current image."""
     from c2f_cli.data import pair_by_stem
-    from c2f_cli.refine import refine_file
+    from c2f_cli.refine import read_ahead, refine_file
 
+    check_folder_inputs(images, coarse, output, overlay)
     pairs, unpaired = pair_by_stem(images, coarse)
-    if unpaired:
-        console.print(f"[yellow]warning[/yellow]: {len(unpaired)} files have no partner and are skipped: "
-                      + ", ".join(str(path) for path in unpaired[:10]) + (" ..." if len(unpaired) > 10 else ""))
+    failures = [(path.name, f"{path} has no file of the same name in {coarse if path.parent == images else images}")
+                for path in unpaired]
     if not pairs:
-        fail(f"no photo in {images} has a coarse map of the same name in {coarse}.")
-    failures, skipped, written = [], 0, 0
-    with progress_bar() as progress:
+        fail(f"no photo in {images} has a coarse map of the same name in {coarse}; unpaired: "
+             + ", ".join(path.name for path in unpaired[:10]) + (" ..." if len(unpaired) > 10 else ""))
+    plans = {stem: outputs_allowed(output / f"{stem}.png", overlay / f"{stem}.png" if overlay else None,
+                                   overwrite, skip_existing) for stem, _, _ in pairs}
+    skipped, written, stopped_early = 0, 0, False
+    with progress_bar() as progress, stop_after_current_image() as stop_requested:
         task = progress.add_task("refining", total=len(pairs), status="")
-        for stem, photo_path, coarse_path in pairs:
-            target = output / f"{stem}.png"
-            if target.exists() and not overwrite:
-                if skip_existing:
-                    skipped += 1
-                    progress.advance(task)
-                    continue
-                failures.append((stem, f"{target} exists; pass --overwrite or --skip-existing"))
-                progress.advance(task)
-                continue
-            try:
-                result = refine_file(
-                    predictor, label_set, uses_coarse, photo_path, coarse_path, target,
-                    windows_dir=windows_dir / stem if windows_dir else None,
-                    overlay_path=overlay / f"{stem}.png" if overlay else None, **options)
-                warn_far_pixels(coarse_path, result.far_pixels)
-                written += 1
-            except C2FError as error:
-                failures.append((stem, str(error)))
-                progress.console.print(f"[red]failed[/red] {stem}: {error}", highlight=False)
-            except KeyboardInterrupt:
-                progress.console.print(f"[yellow]interrupted[/yellow] after {written} maps; re-run with "
-                                       "--skip-existing to continue.")
-                raise typer.Exit(130)
+        for (stem, photo_path, coarse_path), read_inputs in read_ahead(pairs, label_set,
+                                                                       lambda stem: plans[stem] == "write"):
+            if stop_requested.is_set():
+                stopped_early = True
+                break
+            if plans[stem] == "skip":
+                skipped += 1
+            elif plans[stem] != "write":
+                failures.append((stem, plans[stem]))
+            else:
+                try:
+                    result = refine_file(
+                        predictor, label_set, uses_coarse, photo_path, coarse_path, output / f"{stem}.png",
+                        windows_dir=windows_dir / stem if windows_dir else None,
+                        overlay_path=overlay / f"{stem}.png" if overlay else None, inputs=read_inputs(), **options)
+                    note_conversion(result.photo_note)
+                    warn_far_pixels(coarse_path, result.far_pixels)
+                    written += 1
+                except C2FError as error:
+                    failures.append((stem, str(error)))
+                    progress.console.print(f"[red]failed[/red] {stem}: {error}", highlight=False, soft_wrap=True)
+                except KeyboardInterrupt:  # a second Ctrl-C: this image is dropped, nothing half-written
+                    stopped_early = True
+                    break
             progress.update(task, advance=1, status=stem)
-    console.print(f"[green]{written} written[/green], {skipped} skipped, {len(failures)} failed.")
+    console.print(f"[green]{written} written[/green], {skipped} skipped, {len(failures)} failed"
+                  + (f", {len(pairs) - written - skipped - len(failures) + len(unpaired)} not done." if stopped_early
+                     else "."), highlight=False)
     for stem, message in failures:
-        console.print(f"  [red]{stem}[/red]: {message}", highlight=False)
+        console.print(f"  [red]{stem}[/red]: {message}", highlight=False, soft_wrap=True)
+    if stopped_early:
+        console.print("[yellow]interrupted[/yellow]: finished maps are intact; re-run with --skip-existing to "
+                      "continue.", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     if failures:
         raise typer.Exit(1)
 
@@ -262,8 +366,34 @@ def stitch(
     if not manifest.get("labels"):
         fail(f"{windows_dir}: the manifest names no label set.")
     label_set = LabelSet.from_dict(manifest["labels"], str(windows_dir))
+    if label_set.num_classes != manifest["num_classes"]:
+        fail(f"{windows_dir}: the manifest's label set has {label_set.num_classes} classes but its windows hold "
+             f"{manifest['num_classes']}; re-run refine with --windows-dir.")
     write_label_map(output, class_ids(probabilities), label_set, output_format)
     console.print(f"[green]wrote[/green] {output}  ({len(manifest['windows'])} windows)")
+
+
+@app.command()
+@run_command
+def export(
+    weights: Annotated[Optional[Path], typer.Option(
+        "--weights", help="Weights (.safetensors) to export. Default: the shipped FASSEG model.")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="ONNX file to write. Default: beside the weights, with the suffix .onnx.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Export a model as ONNX for `c2f refine --backend onnx` (labels and config travel inside).
+
+    Example: c2f export --weights runs/fasseg/model.safetensors
+    """
+    from c2f_cli.onnx_backend import export_onnx
+    from c2f_cli.weights import default_weights_path
+
+    target = output or (weights or default_weights_path()).with_suffix(".onnx")
+    if target.exists() and not overwrite:
+        fail(f"{target} already exists; pass --overwrite to replace it.")
+    path, difference = export_onnx(weights, target)
+    console.print(f"[green]wrote[/green] {path}  (largest logit difference from torch: {difference:.1e})")
 
 
 def score_triplets(predicted: Path, fine: Path, coarse: Optional[Path]) -> list:

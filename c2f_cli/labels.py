@@ -58,7 +58,7 @@ class LabelSet:
             name = entry.get("name") if isinstance(entry, dict) else None
             valid_color = (
                 isinstance(color, list) and len(color) == 3
-                and all(isinstance(v, int) and 0 <= v <= 255 for v in color)
+                and all(type(v) is int and 0 <= v <= 255 for v in color)  # type(): JSON true is no colour value
             )
             if not isinstance(name, str) or not name or not valid_color:
                 raise C2FError(f"{hint}; entry {position} is {entry!r}.")
@@ -72,7 +72,7 @@ class LabelSet:
     def from_json(cls, text: str, source: str = "label set") -> "LabelSet":
         try:
             return cls.from_dict(json.loads(text), source)
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, RecursionError) as error:
             raise C2FError(f"{source}: not valid JSON ({error}).") from None
 
 
@@ -89,12 +89,12 @@ def load_label_set(path: Path | None) -> LabelSet:
     path = Path(path)
     if not path.is_file():
         raise C2FError(f"label file not found: {path}")
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = path.read_text(encoding="utf-8-sig", errors="replace")  # -sig: editors on Windows add a BOM
     if path.suffix.lower() == ".json":
         return LabelSet.from_json(text, str(path))
     try:
         return LabelSet.from_dict(tomllib.loads(text), str(path))
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, RecursionError) as error:
         raise C2FError(f"{path}: not valid TOML ({error}); see `c2f train --help` for the format.") from None
 
 
@@ -115,8 +115,18 @@ def open_image(path: Path) -> Image.Image:
         raise C2FError(f"{path} is too large to decode safely ({error}).") from None
 
 
+# What read_photo does to photos that are not 8-bit RGB, in words for the user.
+PHOTO_CONVERSIONS = {
+    "1": "black-and-white; read as grey RGB", "L": "greyscale; read as grey RGB",
+    "LA": "greyscale with transparency; transparency dropped", "P": "a palette image; converted to RGB",
+    "PA": "a palette image with transparency; converted to RGB", "RGBA": "RGBA; transparency dropped",
+    "I;16": "16-bit greyscale; scaled to 8-bit grey RGB", "I": "32-bit greyscale; scaled to 8-bit grey RGB",
+    "CMYK": "CMYK; converted to RGB", "YCbCr": "YCbCr; converted to RGB",
+}
+
+
 def read_photo(path: Path) -> np.ndarray:
-    """Read a photo as uint8 (H, W, 3) RGB; grey, RGBA, palette and 16-bit are converted."""
+    """Read a photo as uint8 (H, W, 3) RGB; grey, RGBA, palette, CMYK and 16-bit are converted, float refused."""
     image = open_image(path)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         values = np.asarray(image, dtype=np.int64)
@@ -124,8 +134,23 @@ def read_photo(path: Path) -> np.ndarray:
         grey = np.clip(values // scale, 0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if image.mode == "F":
-        raise C2FError(f"{path} holds floating-point pixels; save it as an 8- or 16-bit image.")
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        raise C2FError(f"{path} holds floating-point pixels, which c2f cannot read as a photo; "
+                       "save it as an 8- or 16-bit image.")
+    try:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (ValueError, OSError) as error:
+        raise C2FError(f"{path} uses colour mode {image.mode}, which c2f cannot convert to RGB ({error}); "
+                       "save it as an 8-bit RGB image.") from None
+
+
+def photo_note(path: Path) -> str | None:
+    """How read_photo converts this photo, in words for the user; None for 8-bit RGB (reads the header only)."""
+    try:
+        with Image.open(path) as image:
+            mode = {"I;16B": "I;16", "I;16L": "I;16"}.get(image.mode, image.mode)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None  # read_photo reports the real problem
+    return None if mode == "RGB" else f"{path} is {PHOTO_CONVERSIONS.get(mode, f'{mode}; converted to RGB')}."
 
 
 @dataclass(frozen=True)
@@ -158,15 +183,27 @@ def distance_to_palette_blends(colors: np.ndarray, palette: np.ndarray) -> np.nd
 
 def colors_to_ids(rgb: np.ndarray, labels: LabelSet) -> tuple[np.ndarray, int]:
     """Map each pixel of uint8 (H, W, 3) to its nearest palette colour; also count far pixels."""
-    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    unique, inverse = np.unique(packed.ravel(), return_inverse=True)
+    packed = rgb[..., 0].astype(np.int32)  # 0xRRGGBB, built in place: one int32 array, not four
+    packed <<= 8
+    packed |= rgb[..., 1]
+    packed <<= 8
+    packed |= rgb[..., 2]
+    # Sort only to find the few distinct colours, then look every pixel up by binary search:
+    # np.unique(return_inverse=True) costs 9x the time and 1 GB on a 6000 x 4000 map.
+    unique = np.unique(packed)
     unique_rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
     palette = labels.palette().astype(np.int32)
     squared = ((unique_rgb[:, None, :] - palette[None, :, :]) ** 2).sum(axis=2)
     nearest = squared.argmin(axis=1).astype(id_dtype(labels.num_classes))
-    far_colors = distance_to_palette_blends(unique_rgb, palette) > FAR_COLOR_DISTANCE
-    far_pixels = int(np.bincount(inverse, minlength=len(unique))[far_colors].sum())
-    return nearest[inverse].reshape(packed.shape), far_pixels
+    # A colour near a palette colour is never far (a colour is a blend of itself), so only the rest
+    # need the blend test, whose cost grows with the square of the class count.
+    candidates = squared.min(axis=1) > FAR_COLOR_DISTANCE**2
+    far_colors = np.zeros(len(unique), dtype=bool)
+    if candidates.any():
+        far_colors[candidates] = distance_to_palette_blends(unique_rgb[candidates], palette) > FAR_COLOR_DISTANCE
+    positions = np.searchsorted(unique, packed)
+    far_pixels = int(np.count_nonzero(far_colors[positions])) if far_colors.any() else 0
+    return nearest[positions], far_pixels
 
 
 def read_label_map(path: Path, labels: LabelSet) -> LabelMap:
@@ -190,6 +227,9 @@ def read_label_map(path: Path, labels: LabelSet) -> LabelMap:
 
 
 def check_ids(ids: np.ndarray, labels: LabelSet, path: Path) -> None:
+    if int(ids.min(initial=0)) < 0:  # only 32-bit TIFFs can hold these
+        raise C2FError(f"{path}: {int((ids < 0).sum())} pixels hold negative class ids; "
+                       "class ids run from 0 to the number of classes - 1.")
     largest = int(ids.max(initial=0))
     if largest >= labels.num_classes:
         count = int((ids >= labels.num_classes).sum())
@@ -216,6 +256,13 @@ def label_map_image(class_ids: np.ndarray, labels: LabelSet, encoding: str) -> I
     raise C2FError(f"unknown map format {encoding!r}; choose one of {', '.join(ENCODINGS)}.")
 
 
+def new_file_mode() -> int:
+    """Permission bits a newly created file gets under the current umask (0644 for the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(temporary_path) in path's folder, then rename: never a half-written file."""
     path = Path(path)
@@ -223,6 +270,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(descriptor)
     try:
+        os.chmod(temporary, new_file_mode())  # mkstemp makes 0600 files; outputs should read like any other
         write(Path(temporary))
         os.replace(temporary, path)
     except BaseException:

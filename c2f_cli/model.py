@@ -46,6 +46,10 @@ class UNet(nn.Module):
         # The coarse map is already about 90 % right: adding it to the logits lets the
         # network start from it and learn only the corrections, which trains far faster.
         self.coarse_gain = nn.Parameter(torch.tensor(3.0)) if config.use_coarse else None
+        # Training weights rare classes up (inverse frequency), which biases the argmax towards
+        # them; at inference the log of those weights is taken back out (logit adjustment), so
+        # the map shows the most likely class. Set by training, stored with the weights.
+        self.register_buffer("log_loss_weights", torch.zeros(config.num_classes))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         # inputs: (N, in_channels, H, W) with H and W multiples of 2**depth
@@ -63,4 +67,6 @@ class UNet(nn.Module):
         logits = self.head(features)  # (N, num_classes, H, W)
         if self.coarse_gain is not None:
             logits = logits + self.coarse_gain * inputs[:, 3:]
+        if not self.training:
+            logits = logits - self.log_loss_weights[:, None, None]
         return logits

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from tokenize import TokenError
 from typing import Callable, Iterator
 
 import numpy as np
 
 from c2f_cli.errors import C2FError
-from c2f_cli.labels import LabelSet, write_atomically
+from c2f_cli.labels import LabelMap, LabelSet, write_atomically
 from c2f_cli.tiling import Box, Predictor, pad_image, padded_size, predict_windows, stitch_windows
 
 # The U-Net halves the size up to five times, so inputs are padded to multiples of 32.
@@ -42,8 +43,15 @@ class WindowSettings:
 
 
 def class_ids(probabilities: np.ndarray) -> np.ndarray:
-    """(H, W) class ids of float32 (K, H, W) probabilities."""
-    return probabilities.argmax(axis=0).astype(np.uint8 if len(probabilities) <= 256 else np.uint16)
+    """(H, W) class ids of float32 (K, H, W) probabilities; ties go to the lower class, as with argmax."""
+    # A loop over classes instead of argmax(axis=0), which copies a cropped (K, H, W)
+    # view whole (0.6 GB for a 6000 x 4000 photo) and is slower even for a small face.
+    ids = np.zeros(probabilities.shape[1:], dtype=np.uint8 if len(probabilities) <= 256 else np.uint16)
+    best = probabilities[0].copy()
+    for class_id in range(1, len(probabilities)):
+        np.copyto(ids, class_id, where=probabilities[class_id] > best)
+        np.maximum(best, probabilities[class_id], out=best)
+    return ids
 
 
 def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
@@ -98,9 +106,16 @@ def save_windows(windows: Iterator[tuple[Box, np.ndarray]], folder: Path,
     folder.mkdir(parents=True, exist_ok=True)
     for index, (box, probabilities) in enumerate(windows):
         name = f"window_{index:05d}.npy"
-        write_atomically(folder / name, lambda temporary: np.save(open(temporary, "wb"), probabilities.astype(np.float16)))
+        stored = probabilities.astype(np.float16)
+
+        def write_window(temporary: Path) -> None:
+            with open(temporary, "wb") as handle:  # a path would make np.save append ".npy"
+                np.save(handle, stored)
+        write_atomically(folder / name, write_window)
         manifest["windows"].append({"file": name, **asdict(box)})
-        yield box, probabilities
+        # Blend exactly what was stored, so this refine and a later `c2f stitch` agree pixel for pixel
+        # even where two classes differ by less than float16 can tell apart.
+        yield box, stored.astype(np.float32)
     write_atomically(folder / MANIFEST_NAME, lambda temporary: temporary.write_text(json.dumps(manifest, indent=1)))
 
 
@@ -108,28 +123,72 @@ def stitch_folder(folder: Path) -> tuple[np.ndarray, dict]:
     """Blend a windows folder written by `refine --windows-dir`: (K, H, W) probabilities and its manifest."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST_NAME
+    if not folder.is_dir():
+        raise C2FError(f"windows folder not found: {folder}")
     if not manifest_path.is_file():
         raise C2FError(f"{folder} has no {MANIFEST_NAME}; it is not a complete `refine --windows-dir` folder.")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        entries = [(Box(entry["top"], entry["left"], entry["height"], entry["width"]), folder / entry["file"])
-                   for entry in manifest["windows"]]
-        padded, overlap, num_classes = manifest["padded"], manifest["overlap"], manifest["num_classes"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise C2FError(f"{manifest_path} is damaged ({error}).") from None
+    manifest, entries = read_manifest(manifest_path)
+    num_classes = manifest["num_classes"]
 
     def load_windows() -> Iterator[tuple[Box, np.ndarray]]:
         for box, path in entries:
+            expected = (num_classes, box.height, box.width)
             try:
-                probabilities = np.load(path, allow_pickle=False).astype(np.float32)
-            except (OSError, ValueError) as error:
+                # Memory-mapped, so a damaged header claiming a huge shape allocates nothing.
+                stored = np.load(path, mmap_mode="r", allow_pickle=False)
+                if stored.shape != expected or stored.dtype.kind not in "fiu":
+                    raise C2FError(f"{path} holds {stored.dtype} {stored.shape}, but the manifest expects "
+                                   f"float {expected}; re-run refine for it.")
+                probabilities = np.array(stored, dtype=np.float32)
+            except NPY_READ_ERRORS as error:
                 raise C2FError(f"{path} is missing or damaged ({error}); re-run refine for it.") from None
-            if probabilities.shape != (num_classes, box.height, box.width):
-                raise C2FError(f"{path} holds shape {probabilities.shape}, but the manifest expects "
-                               f"{(num_classes, box.height, box.width)}.")
             yield box, probabilities
-    probabilities = stitch_windows(load_windows(), num_classes, *padded, overlap)
-    return probabilities[:, :manifest["height"], :manifest["width"]], manifest
+    probabilities = stitch_windows(load_windows(), num_classes, *manifest["padded"], manifest["overlap"])
+    probabilities = probabilities[:, :manifest["height"], :manifest["width"]]
+    if np.isnan(probabilities[0]).any():  # no window reached these pixels
+        raise C2FError(f"{manifest_path}: its windows do not cover the whole image; re-run refine with --windows-dir.")
+    return probabilities, manifest
+
+
+# A stitched map holds num_classes x height x width float32 values; more than this (16 GB) means a damaged manifest.
+MAX_STITCHED_VALUES = 2**32
+# numpy's .npy header parser reports a damaged file through any of these.
+NPY_READ_ERRORS = (OSError, ValueError, EOFError, SyntaxError, TypeError, TokenError)
+
+
+def is_count(value: object, minimum: int) -> bool:
+    """True for a whole number (not a bool) of at least minimum."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def read_manifest(manifest_path: Path) -> tuple[dict, list[tuple[Box, Path]]]:
+    """A windows folder's manifest and its (box, window file) entries, checked so stitching cannot fail."""
+    damaged = f"{manifest_path} is damaged"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except ValueError as error:  # includes JSONDecodeError and UnicodeDecodeError
+        raise C2FError(f"{damaged} ({error}); re-run refine with --windows-dir.") from None
+    if not isinstance(manifest, dict):
+        raise C2FError(f"{damaged}: it holds no JSON object; re-run refine with --windows-dir.")
+    height, width, padded = manifest.get("height"), manifest.get("width"), manifest.get("padded")
+    if not (is_count(height, 1) and is_count(width, 1) and isinstance(padded, list) and len(padded) == 2
+            and is_count(padded[0], height) and is_count(padded[1], width)
+            and is_count(manifest.get("overlap"), 0) and is_count(manifest.get("num_classes"), 1)
+            and manifest["num_classes"] * padded[0] * padded[1] <= MAX_STITCHED_VALUES
+            and isinstance(manifest.get("windows"), list) and manifest["windows"]):
+        raise C2FError(f"{damaged}: height, width, padded, overlap, num_classes or windows are missing or "
+                       "invalid; re-run refine with --windows-dir.")
+    entries = []
+    for entry in manifest["windows"]:
+        fields = [entry.get(key) for key in ("top", "left", "height", "width")] if isinstance(entry, dict) else []
+        name = entry.get("file") if isinstance(entry, dict) else None
+        valid = (len(fields) == 4 and all(is_count(value, 0) for value in fields) and fields[2] and fields[3]
+                 and fields[0] + fields[2] <= padded[0] and fields[1] + fields[3] <= padded[1]
+                 and isinstance(name, str) and name == Path(name).name and name not in ("", ".", ".."))
+        if not valid:
+            raise C2FError(f"{damaged}: window entry {entry!r} is invalid; re-run refine with --windows-dir.")
+        entries.append((Box(*fields), manifest_path.parent / name))
+    return manifest, entries
 
 
 @dataclass(frozen=True)
@@ -139,6 +198,7 @@ class RefineResult:
     output: Path
     far_pixels: int  # coarse pixels whose colour was far from every palette colour
     changed_fraction: float  # share of pixels whose class differs from the coarse map
+    photo_note: str | None = None  # how a photo that was not 8-bit RGB was converted
 
 
 def check_same_size(photo: np.ndarray, photo_path: Path, label_map: np.ndarray, map_path: Path) -> None:
@@ -147,25 +207,56 @@ def check_same_size(photo: np.ndarray, photo_path: Path, label_map: np.ndarray, 
                        f"{photo.shape[1]}x{photo.shape[0]}; a coarse map must match its photo's size.")
 
 
-def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo_path: Path, coarse_path: Path,
-                output_path: Path, settings: WindowSettings = WindowSettings(), output_format: str | None = None,
-                strict: bool = False, windows_dir: Path | None = None, overlay_path: Path | None = None,
-                on_batch: Callable[[int, int], None] | None = None) -> RefineResult:
-    """Read a photo and coarse map, refine, and write the fine map (and extras) atomically."""
-    from c2f_cli.labels import read_label_map, read_photo, write_label_map
+def read_inputs(photo_path: Path, coarse_path: Path, labels: LabelSet) -> tuple[np.ndarray, LabelMap]:
+    """A photo, uint8 (H, W, 3), and its decoded coarse map, checked to be the same size."""
+    from c2f_cli.labels import read_label_map, read_photo
 
     photo = read_photo(photo_path)
     coarse = read_label_map(coarse_path, labels)
     check_same_size(photo, photo_path, coarse.class_ids, coarse_path)
+    return photo, coarse
+
+
+def read_ahead(pairs: list[tuple[str, Path, Path]], labels: LabelSet, wanted: Callable[[str], bool]
+               ) -> Iterator[tuple[tuple[str, Path, Path], Callable[[], tuple[np.ndarray, LabelMap]]]]:
+    """Yield each (stem, photo, coarse) pair with a function returning its read_inputs.
+
+    The next wanted pair is decoded on a background thread while the caller refines
+    the current one (the network and most of numpy release the GIL), so decoding
+    overlaps inference. A reading error is raised when the function is called.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from functools import partial
+
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        def start(pair: tuple[str, Path, Path]):
+            return reader.submit(read_inputs, pair[1], pair[2], labels) if wanted(pair[0]) else None
+
+        upcoming = start(pairs[0]) if pairs else None
+        for index, pair in enumerate(pairs):
+            current = upcoming
+            upcoming = start(pairs[index + 1]) if index + 1 < len(pairs) else None
+            yield pair, current.result if current else partial(read_inputs, pair[1], pair[2], labels)
+
+
+def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo_path: Path, coarse_path: Path,
+                output_path: Path, settings: WindowSettings = WindowSettings(), output_format: str | None = None,
+                strict: bool = False, windows_dir: Path | None = None, overlay_path: Path | None = None,
+                on_batch: Callable[[int, int], None] | None = None,
+                inputs: tuple[np.ndarray, LabelMap] | None = None) -> RefineResult:
+    """Read a photo and coarse map (unless `inputs` holds them already), refine, and write the fine map atomically."""
+    from c2f_cli.labels import photo_note, write_label_map
+
+    photo, coarse = inputs if inputs is not None else read_inputs(photo_path, coarse_path, labels)
     if strict and coarse.far_pixels:
         raise C2FError(f"{coarse_path}: {coarse.far_pixels} pixels have colours far from every palette colour "
                        "(--strict); fix the map or pass the right --labels.")
     probabilities = refine_probabilities(predictor, photo, coarse.class_ids if uses_coarse else None,
                                          labels.num_classes, settings, on_batch, windows_dir, labels)
     fine = class_ids(probabilities)
-    write_label_map(output_path, fine, labels, output_format or coarse.encoding)
-    if overlay_path is not None:
+    if overlay_path is not None:  # before the map: an existing map then means its overlay is complete too
         from c2f_cli.overlay import write_overlay
         write_overlay(overlay_path, photo, coarse.class_ids, fine, labels)
+    write_label_map(output_path, fine, labels, output_format or coarse.encoding)
     changed = float((fine != coarse.class_ids).mean())
-    return RefineResult(Path(output_path), coarse.far_pixels, changed)
+    return RefineResult(Path(output_path), coarse.far_pixels, changed, photo_note(photo_path))

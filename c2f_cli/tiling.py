@@ -131,9 +131,13 @@ class Stitcher:
         self.weights[rows, columns] += weight
 
     def probabilities(self) -> np.ndarray:
-        """The blended float32 (K, H, W) probabilities (NaN where no window reached)."""
+        """The blended float32 (K, H, W) probabilities (NaN where no window reached); call once, after the last add.
+
+        The sums are divided in place: for a 6000 x 4000 photo a second (K, H, W)
+        array would add 0.6 GB to the peak memory.
+        """
         with np.errstate(invalid="ignore", divide="ignore"):
-            return self.sums / self.weights
+            return np.divide(self.sums, self.weights, out=self.sums)
 
 
 def stitch_windows(windows: Iterable[tuple[Box, np.ndarray]], num_classes: int,

@@ -25,10 +25,13 @@ FORMAT_VERSION = "1"
 
 
 def default_weights_path(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
-    """The shipped FASSEG weights: `weights/` of the repo, installed as package data."""
-    from importlib.resources import files
-
-    return Path(str(files("c2f_cli.weights") / name))
+    """The shipped FASSEG weights: `weights/` beside the package in a checkout, else the installed copy."""
+    checkout_copy = Path(__file__).resolve().parent.parent / "weights" / name
+    if checkout_copy.is_file():
+        return checkout_copy
+    # A wheel installs the `c2f_cli.weights` package data as c2f_cli/weights/; importlib.resources cannot
+    # reach it by name because this module, c2f_cli/weights.py, wins the import of that name.
+    return Path(__file__).resolve().parent / "weights" / name
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
@@ -43,7 +46,8 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]
     """Read tensors and decoded metadata, with a clear error for missing or broken files."""
     path = Path(path)
     if not path.is_file():
-        raise C2FError(f"weights file not found: {path}")
+        raise C2FError(f"weights file not found: {path}; pass --weights with a .safetensors file "
+                       "written by `c2f train`.")
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as handle:
@@ -69,13 +73,35 @@ def save_weights(path: Path, model: UNet, labels: LabelSet, extra: dict[str, obj
     save_tensors(path, model.state_dict(), metadata)
 
 
+# Sane bounds for a stored config: a damaged file must not make us build a model of many gigabytes.
+MODEL_CONFIG_BOUNDS = {"num_classes": (2, 65536), "width": (1, 256), "depth": (0, 6)}
+MAX_BOTTLENECK_CHANNELS = 2048  # width * 2**depth; the shipped model has 256
+
+
+def check_model_config(stored: object, path: Path) -> ModelConfig:
+    """A ModelConfig from stored metadata, refusing unknown fields, wrong types and absurd sizes."""
+    defaults = dataclasses.asdict(ModelConfig())
+
+    def fits(key: str, value: object) -> bool:
+        expected = type(defaults[key])
+        if expected is float and type(value) is int:
+            value = float(value)  # JSON writes 1.0 as 1
+        low, high = MODEL_CONFIG_BOUNDS.get(key, (None, None))
+        return type(value) is expected and (low is None or low <= value <= high)
+    valid = isinstance(stored, dict) and all(key in defaults and fits(key, value) for key, value in stored.items())
+    config = ModelConfig(**stored) if valid else None
+    if config is None or config.width * 2**config.depth > MAX_BOTTLENECK_CHANNELS:
+        raise C2FError(f"{path}: its stored model config {stored!r} is damaged; use another --weights file.")
+    return config
+
+
 def build_model(tensors: dict[str, torch.Tensor], metadata: dict[str, object], path: Path) -> UNet:
     """Rebuild a model from its stored config and load its state."""
+    config = check_model_config(metadata.get("model_config"), path)
     try:
-        config = ModelConfig(**metadata["model_config"])
         model = UNet(config)
         model.load_state_dict(clean_state_dict(tensors))
-    except (KeyError, TypeError, RuntimeError) as error:
+    except (KeyError, TypeError, RuntimeError, ValueError) as error:
         raise C2FError(f"{path}: its tensors do not match its stored model config ({error}).") from None
     return model.eval()
 
@@ -98,6 +124,10 @@ def load_weights(path: Path | None = None, labels: LabelSet | None = None) -> tu
     tensors, metadata = load_tensors(path)
     stored_labels = LabelSet.from_dict(metadata.get("labels", {}), str(path))
     check_labels(stored_labels, labels, path)
+    stored_classes = check_model_config(metadata.get("model_config"), path).num_classes
+    if stored_classes != stored_labels.num_classes:
+        raise C2FError(f"{path}: its model predicts {stored_classes} classes but its label set has "
+                       f"{stored_labels.num_classes}; the file is damaged.")
     return build_model(tensors, metadata, path), stored_labels, metadata
 
 
