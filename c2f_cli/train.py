@@ -49,6 +49,9 @@ class TrainConfig:
     class_weight_power: float = 1.0  # loss weight = class frequency ** -power (1 = inverse)
     validation_fraction: float = 0.2  # share of fine-labelled faces held out
     seed: int = 0  # fixes split, initialisation, crops and augmentation
+    fine_fraction: float = 1.0  # share of training faces that keep their fine maps (gan: 0.4, 20 of 50 as in the report)
+    discriminator: str = "pixel"  # gan: pixel (per-pixel confidence) or image (the seed report's)
+    step2_fraction: float = 0.5  # gan: share of epochs spent in step 2, on coarse-only faces too
 
 
 def split_samples(samples: list[LoadedSample], fraction: float, seed: int) -> tuple[list, list]:
@@ -115,18 +118,19 @@ def evaluate(model: UNet, samples: list[LoadedSample], num_classes: int) -> dict
             **{f"val_iou_{index}": iou for index, iou in enumerate(scores.class_iou)}}
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optimizer") -> tuple[dict[str, torch.Tensor], dict]:
     """Flatten Adam's state into named tensors plus JSON-able parameter groups."""
     state = optimizer.state_dict()
-    tensors = {f"optimizer.{index}.{key}": value for index, entry in state["state"].items()
+    tensors = {f"{prefix}.{index}.{key}": value for index, entry in state["state"].items()
                for key, value in entry.items()}
     return tensors, {"param_groups": state["param_groups"]}
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict,
+                      prefix: str = "optimizer") -> None:
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, tensor in tensors.items():
-        if name.startswith("optimizer."):
+        if name.startswith(f"{prefix}."):
             _, index, key = name.split(".", 2)
             state.setdefault(int(index), {})[key] = tensor
     optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
@@ -159,7 +163,8 @@ def plot_curves(path: Path, history: list[dict]) -> None:
         if key in history[0]:
             score_axis.plot(epochs, [row[key] for row in history], label=key)
     score_axis.set(xlabel="epoch", ylabel="validation")
-    score_axis.legend()
+    if "val_accuracy" in history[0]:  # without held-out faces there is nothing to label (and matplotlib warns)
+        score_axis.legend()
     figure.tight_layout()
     write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=80))
     pyplot.close(figure)
@@ -173,6 +178,8 @@ class Run:
     optimizer: torch.optim.Optimizer
     history: list[dict]
     loss_weights: np.ndarray
+    discriminator: nn.Module | None = None  # gan mode only
+    discriminator_optimizer: torch.optim.Optimizer | None = None
 
 
 def save_checkpoint(out_dir: Path, run: Run, labels: LabelSet, config: TrainConfig, split: dict) -> None:
@@ -181,14 +188,27 @@ def save_checkpoint(out_dir: Path, run: Run, labels: LabelSet, config: TrainConf
     metadata = {**model_metadata(run.model.config, labels), "train_config": dataclasses.asdict(config),
                 "history": run.history, "split": split, "optimizer": groups,
                 "loss_weights": run.loss_weights.tolist()}
+    if run.discriminator is not None:
+        discriminator_tensors, metadata["discriminator_optimizer"] = optimizer_tensors(
+            run.discriminator_optimizer, "discriminator_optimizer")
+        tensors.update(discriminator_tensors)
+        tensors.update({f"discriminator.{name}": value for name, value in run.discriminator.state_dict().items()})
     save_tensors(out_dir / CHECKPOINT_NAME, tensors, metadata)
 
 
 def start_run(model_config: ModelConfig, config: TrainConfig, loss_weights: np.ndarray) -> Run:
     torch.manual_seed(config.seed)
     model = UNet(model_config)
+    model.log_loss_weights.copy_(torch.from_numpy(np.log(loss_weights)))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    return Run(model, optimizer, [], loss_weights)
+    run = Run(model, optimizer, [], loss_weights)
+    if config.mode == "gan":
+        from c2f_cli.gan import Discriminator
+
+        run.discriminator = Discriminator(model_config.num_classes, config.discriminator)
+        run.discriminator_optimizer = torch.optim.Adam(run.discriminator.parameters(), lr=config.learning_rate,
+                                                       betas=(0.5, 0.999))  # the usual GAN setting
+    return run
 
 
 def resume_run(out_dir: Path, model_config: ModelConfig, config: TrainConfig, split: dict) -> Run:
@@ -197,16 +217,46 @@ def resume_run(out_dir: Path, model_config: ModelConfig, config: TrainConfig, sp
     if not path.is_file():
         raise C2FError(f"nothing to resume: {path} does not exist; run without --resume to start.")
     tensors, metadata = load_tensors(path)
-    if metadata.get("model_config") != dataclasses.asdict(model_config) or \
-            metadata.get("train_config") != dataclasses.asdict(config) or metadata.get("split") != split:
-        raise C2FError(f"{path} was written with other settings or data; resume with the same "
-                       "options, or choose another --out.")
+    # A setting newer than the checkpoint was, in effect, at its default when the checkpoint was written.
+    defaults = {**dataclasses.asdict(ModelConfig()), **dataclasses.asdict(TrainConfig())}
+    stored = {**defaults, **(metadata.get("model_config") or {}), **(metadata.get("train_config") or {})}
+    current = {**dataclasses.asdict(model_config), **dataclasses.asdict(config)}
+    differences = [f"{key} {stored.get(key)!r} there, {value!r} now" for key, value in current.items()
+                   if stored.get(key) != value]
+    if {"coarse_only": [], **(metadata.get("split") or {})} != split:
+        differences.append("other training faces")
+    if differences:
+        raise C2FError(f"{path} was written with other settings or data ({'; '.join(differences)}); resume with "
+                       "the same options, or choose another --out.")
     run = start_run(model_config, config, np.array(metadata["loss_weights"], dtype=np.float32))
     run.model.load_state_dict({name.removeprefix("model."): tensor for name, tensor in tensors.items()
                                if name.startswith("model.")})
     restore_optimizer(run.optimizer, tensors, metadata["optimizer"])
+    if run.discriminator is not None:
+        run.discriminator.load_state_dict({name.removeprefix("discriminator."): tensor
+                                           for name, tensor in tensors.items() if name.startswith("discriminator.")})
+        restore_optimizer(run.discriminator_optimizer, tensors, metadata["discriminator_optimizer"],
+                          "discriminator_optimizer")
     run.history = metadata["history"]
     return run
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> None:
+    """Cosine decay from the configured rate to zero; a function of the epoch alone, so resumes match."""
+    for group in optimizer.param_groups:
+        group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
+
+
+def split_fine_and_coarse_only(samples: list[LoadedSample], fine_fraction: float,
+                               seed: int) -> tuple[list[LoadedSample], list[LoadedSample]]:
+    """Keep the fine maps of a seeded share of the faces; the rest become coarse-only."""
+    if fine_fraction >= 1:
+        return samples, []
+    order = np.random.default_rng([seed, 1]).permutation(len(samples))
+    keep = max(1, int(round(len(samples) * fine_fraction)))
+    fine = [samples[index] for index in sorted(order[:keep])]
+    coarse_only = [dataclasses.replace(samples[index], fine=None) for index in sorted(order[keep:])]
+    return fine, coarse_only
 
 
 def train_epoch(run: Run, samples: list[LoadedSample], config: TrainConfig, epoch: int,
@@ -214,9 +264,7 @@ def train_epoch(run: Run, samples: list[LoadedSample], config: TrainConfig, epoc
     """One pass of random crops; returns the mean training loss."""
     rng = np.random.default_rng([config.seed, epoch])
     torch.manual_seed(config.seed * 100_003 + epoch)
-    learning_rate = config.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
-    for group in run.optimizer.param_groups:
-        group["lr"] = learning_rate
+    set_learning_rate(run.optimizer, config, epoch)
     criterion = nn.CrossEntropyLoss(weight=torch.from_numpy(run.loss_weights))
     order = np.repeat(np.arange(len(samples)), config.crops_per_image)
     rng.shuffle(order)
@@ -246,20 +294,29 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     if len(labelled) < 1:
         raise C2FError("training needs at least one sample with a fine map.")
     train_samples, validation_samples = split_samples(labelled, config.validation_fraction, config.seed)
-    split = {"train": [s.name for s in train_samples], "validation": [s.name for s in validation_samples]}
+    # Faces beyond fine_fraction lose their fine maps: gan mode learns from them, the others ignore them.
+    train_samples, coarse_only = split_fine_and_coarse_only(train_samples, config.fine_fraction, config.seed)
+    coarse_only += [sample for sample in samples if sample.fine is None]
+    split = {"train": [s.name for s in train_samples], "validation": [s.name for s in validation_samples],
+             "coarse_only": [s.name for s in coarse_only]}
     out_dir = Path(out_dir)
-    if resume:
+    # Killed before its first checkpoint, a run has nothing to resume: --resume then starts it afresh.
+    if resume and (out_dir / CHECKPOINT_NAME).exists():
         run = resume_run(out_dir, model_config, config, split)
     else:
-        if (out_dir / CHECKPOINT_NAME).exists():
+        if not resume and (out_dir / CHECKPOINT_NAME).exists():
             raise C2FError(f"{out_dir} already holds a training run; pass --resume to continue it "
                            "or choose another --out.")
         weights = class_weights([s.fine for s in train_samples], model_config.num_classes, config.class_weight_power)
         run = start_run(model_config, config, weights)
     for epoch in range(len(run.history), config.epochs):
         started = time.perf_counter()
-        loss = train_epoch(run, train_samples, config, epoch, on_step)
-        row = {"epoch": epoch + 1, "train_loss": loss}
+        if config.mode == "gan":
+            from c2f_cli.gan import train_gan_epoch
+
+            row = {"epoch": epoch + 1, **train_gan_epoch(run, train_samples, coarse_only, config, epoch, on_step)}
+        else:
+            row = {"epoch": epoch + 1, "train_loss": train_epoch(run, train_samples, config, epoch, on_step)}
         if validation_samples:
             row.update(evaluate(run.model, validation_samples, model_config.num_classes))
         row["seconds"] = time.perf_counter() - started

@@ -1,0 +1,140 @@
+"""Semi-supervised training (`--mode gan`): a discriminator judges refined maps.
+
+Step 1 trains the conditional U-Net (the generator) on fine-labelled faces with
+the weighted cross-entropy plus an adversarial term, while a discriminator
+learns to tell fine maps from generated ones, conditioned on the photo.
+Step 2 goes on to the coarse-only faces, which have no fine map.
+
+Two discriminators, to show why the seed report's step 2 collapsed:
+- `pixel` (default, after Hung et al. 2018): fully convolutional, one confidence
+  per pixel. In step 2 its confident pixels supply pseudo-labels, and every batch
+  keeps fine-labelled crops with their supervised loss, so the generator stays anchored.
+- `image` (the seed report's): one real/fake score per map, least-squares loss; in
+  step 2 the generator is driven by that score alone, as in the report.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+
+from c2f_cli.data import LoadedSample
+from c2f_cli.train import Run, TrainConfig, make_batch, random_crop, set_learning_rate
+
+DISCRIMINATORS = ("pixel", "image")
+ADVERSARIAL_WEIGHT = 0.01  # Hung et al.'s lambda_adv: small, the cross-entropy leads
+SEMI_WEIGHT = 0.1  # weight of pseudo-labels from confident pixels in step 2
+CONFIDENCE_THRESHOLD = 0.2  # a pixel's pseudo-label counts when the discriminator believes it this much
+
+
+class Discriminator(nn.Module):
+    """Photo + class probabilities in; per-pixel (pixel) or per-map (image) real/fake logits out."""
+
+    def __init__(self, num_classes: int, kind: str = "pixel", width: int = 32):
+        super().__init__()
+        self.kind = kind
+        layers, channels = [], 3 + num_classes
+        for level in range(4):
+            layers += [nn.Conv2d(channels, width * 2**level, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            channels = width * 2**level
+        self.trunk = nn.Sequential(*layers)
+        self.classifier = nn.Conv2d(channels, 1, 3, padding=1)
+
+    def forward(self, photo: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+        # photo: (N, 3, H, W) normalised; probabilities: (N, K, H, W) summing to 1 over K
+        scores = self.classifier(self.trunk(torch.cat([photo, probabilities], dim=1)))  # (N, 1, H/16, W/16)
+        if self.kind == "image":
+            return scores.mean(dim=(1, 2, 3))  # (N,)
+        return functional.interpolate(scores, size=photo.shape[2:], mode="bilinear", align_corners=False)
+
+
+def adversarial_loss(kind: str, scores: torch.Tensor, real: bool) -> torch.Tensor:
+    """Binary cross-entropy per pixel (pixel) or least squares per map (image, as in the report)."""
+    target = torch.full_like(scores, 1.0 if real else 0.0)
+    if kind == "image":
+        return functional.mse_loss(scores, target)
+    return functional.binary_cross_entropy_with_logits(scores, target)
+
+
+def one_hot(class_ids: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, H, W) ids -> float (N, K, H, W)."""
+    return functional.one_hot(class_ids, num_classes).permute(0, 3, 1, 2).float()
+
+
+def discriminator_step(discriminator: Discriminator, optimizer: torch.optim.Optimizer, photo: torch.Tensor,
+                       fine: torch.Tensor, probabilities: torch.Tensor, num_classes: int) -> float:
+    """Teach the discriminator: fine maps are real, generated probabilities are fake."""
+    kind = discriminator.kind
+    loss = (adversarial_loss(kind, discriminator(photo, one_hot(fine, num_classes)), real=True)
+            + adversarial_loss(kind, discriminator(photo, probabilities.detach()), real=False))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def coarse_only_loss(discriminator: Discriminator, photo: torch.Tensor, logits: torch.Tensor,
+                     loss_weights: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Step 2's generator loss on faces without fine maps, and the share of pixels it teaches."""
+    probabilities = logits.softmax(dim=1)
+    scores = discriminator(photo, probabilities)
+    fooling = adversarial_loss(discriminator.kind, scores, real=True)
+    if discriminator.kind == "image":
+        return fooling, 0.0  # the seed report: nothing but the discriminator's verdict
+    confident = torch.sigmoid(scores.detach())[:, 0] > CONFIDENCE_THRESHOLD  # (N, H, W)
+    pseudo_labels = torch.where(confident, logits.detach().argmax(dim=1), torch.full_like(confident, -1, dtype=torch.long))
+    semi = functional.cross_entropy(logits, pseudo_labels, weight=loss_weights, ignore_index=-1) \
+        if confident.any() else logits.sum() * 0
+    return ADVERSARIAL_WEIGHT * fooling + SEMI_WEIGHT * semi, confident.float().mean().item()
+
+
+def train_gan_epoch(run: Run, fine_samples: list[LoadedSample], coarse_only: list[LoadedSample],
+                    config: TrainConfig, epoch: int,
+                    on_step: Callable[[int, int, float], None] | None) -> dict[str, float]:
+    """One epoch of step 1 (fine faces only) or step 2 (coarse-only faces too); returns mean losses."""
+    rng = np.random.default_rng([config.seed, epoch])
+    torch.manual_seed(config.seed * 100_003 + epoch)
+    set_learning_rate(run.optimizer, config, epoch)
+    set_learning_rate(run.discriminator_optimizer, config, epoch)
+    second_step = epoch >= math.ceil(config.epochs * (1 - config.step2_fraction)) and bool(coarse_only)
+    num_classes, weights = run.model.config.num_classes, torch.from_numpy(run.loss_weights)
+    order = np.repeat(np.arange(len(fine_samples)), config.crops_per_image)
+    rng.shuffle(order)
+    steps = math.ceil(len(order) / config.batch_size)
+    totals = {"train_loss": 0.0, "discriminator_loss": 0.0, "confident_share": 0.0}
+    run.model.train()
+    for step in range(steps):
+        chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
+        crops = [random_crop(fine_samples[index], fine_samples[index].fine, config.crop_size, rng) for index in chosen]
+        inputs, targets = make_batch(crops, num_classes, True, rng)
+        logits = run.model(inputs)
+        if not (second_step and run.discriminator.kind == "image"):  # the report froze its discriminator in step 2
+            totals["discriminator_loss"] += discriminator_step(
+                run.discriminator, run.discriminator_optimizer, inputs[:, :3], targets, logits.softmax(dim=1),
+                num_classes)
+        fooling = adversarial_loss(run.discriminator.kind, run.discriminator(inputs[:, :3], logits.softmax(dim=1)), True)
+        supervised = functional.cross_entropy(logits, targets, weight=weights)
+        if second_step and run.discriminator.kind == "image":
+            loss = torch.zeros(())  # the seed report's step 2 drops the fine faces altogether
+        else:
+            loss = supervised + ADVERSARIAL_WEIGHT * fooling
+        if second_step:
+            picks = rng.integers(0, len(coarse_only), size=len(chosen))
+            crops = [random_crop(coarse_only[index], coarse_only[index].coarse, config.crop_size, rng) for index in picks]
+            unlabelled_inputs, _ = make_batch(crops, num_classes, True, rng)
+            semi, confident_share = coarse_only_loss(run.discriminator, unlabelled_inputs[:, :3],
+                                                     run.model(unlabelled_inputs), weights)
+            loss = loss + semi
+            totals["confident_share"] += confident_share
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        totals["train_loss"] += loss.item()
+        if on_step:
+            on_step(step + 1, steps, loss.item())
+    return {key: value / steps for key, value in totals.items()} | {"gan_step": 2 if second_step else 1}

@@ -1,0 +1,87 @@
+"""Semi-supervised training (`--mode gan`) on tiny synthetic faces."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import make_scene
+
+from c2f_cli.config import ModelConfig
+from c2f_cli.data import LoadedSample
+from c2f_cli.gan import Discriminator, adversarial_loss, coarse_only_loss
+from c2f_cli.labels import FASSEG_LABELS
+from c2f_cli.train import CHECKPOINT_NAME, TrainConfig, split_fine_and_coarse_only, train_model
+from c2f_cli.weights import load_tensors
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[LoadedSample]:
+    return [LoadedSample(f"face_{index}", *make_scene(48, 48, seed=index)) for index in range(8)]
+
+
+def gan_config(discriminator: str, epochs: int = 2) -> TrainConfig:
+    return TrainConfig(mode="gan", epochs=epochs, crops_per_image=1, crop_size=32, batch_size=4,
+                       learning_rate=1e-3, validation_fraction=0.25, fine_fraction=0.5,
+                       discriminator=discriminator)
+
+
+@pytest.mark.parametrize("kind, expected_shape", [("pixel", (2, 1, 32, 48)), ("image", (2,))])
+def test_discriminator_scores_every_pixel_or_every_map(kind, expected_shape):
+    discriminator = Discriminator(num_classes=6, kind=kind, width=4)
+    scores = discriminator(torch.randn(2, 3, 32, 48), torch.rand(2, 6, 32, 48).softmax(dim=1))
+    assert scores.shape == expected_shape
+
+
+def test_adversarial_losses_reward_the_right_verdict():
+    confident_real = torch.full((2, 1, 4, 4), 5.0)
+    assert adversarial_loss("pixel", confident_real, real=True) < adversarial_loss("pixel", confident_real, real=False)
+    assert adversarial_loss("image", torch.ones(3), real=True) == 0
+    assert adversarial_loss("image", torch.ones(3), real=False) == 1
+
+
+def test_pixel_step2_loss_teaches_only_pixels_the_discriminator_trusts():
+    discriminator = Discriminator(num_classes=6, kind="pixel", width=4)
+    with torch.no_grad():
+        discriminator.classifier.bias.fill_(-20.0)  # trusts nothing
+        discriminator.classifier.weight.zero_()
+    logits = torch.randn(2, 6, 32, 32, requires_grad=True)
+    _, confident_share = coarse_only_loss(discriminator, torch.randn(2, 3, 32, 32), logits, torch.ones(6))
+    assert confident_share == 0.0
+
+
+def test_fine_fraction_turns_the_rest_into_coarse_only_faces(faces):
+    fine, coarse_only = split_fine_and_coarse_only(faces, 0.25, seed=0)
+    assert len(fine) == 2 and len(coarse_only) == 6
+    assert all(sample.fine is None for sample in coarse_only)
+    assert {s.name for s in fine} | {s.name for s in coarse_only} == {s.name for s in faces}
+
+
+@pytest.mark.parametrize("kind", ["pixel", "image"])
+def test_gan_runs_both_steps_and_checkpoints_the_discriminator(faces, tmp_path, kind):
+    train_model(faces, FASSEG_LABELS, ModelConfig(width=4, depth=2), gan_config(kind), tmp_path)
+    tensors, metadata = load_tensors(tmp_path / CHECKPOINT_NAME)
+    assert [row["gan_step"] for row in metadata["history"]] == [1, 2]
+    assert all(math.isfinite(row["train_loss"]) for row in metadata["history"])
+    assert any(name.startswith("discriminator.") for name in tensors)
+    assert any(name.startswith("discriminator_optimizer.") for name in tensors)
+    assert len(metadata["split"]["coarse_only"]) == 3  # 6 training faces, half keep their fine maps
+
+
+def test_gan_resume_matches_an_uninterrupted_run(faces, tmp_path):
+    model_config = ModelConfig(width=4, depth=2)
+    train_model(faces, FASSEG_LABELS, model_config, gan_config("pixel", epochs=2), tmp_path / "whole")
+    one_epoch = tmp_path / "one"
+    config = gan_config("pixel", epochs=2)
+
+    def stop_after_first_epoch(row: dict) -> None:
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_model(faces, FASSEG_LABELS, model_config, config, one_epoch, on_epoch=stop_after_first_epoch)
+    train_model(faces, FASSEG_LABELS, model_config, config, one_epoch, resume=True)
+    whole, _ = load_tensors(tmp_path / "whole" / CHECKPOINT_NAME)
+    resumed, _ = load_tensors(one_epoch / CHECKPOINT_NAME)
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[name], resumed[name]) for name in whole)
