@@ -18,7 +18,7 @@ from c2f_cli.model import UNet
 from c2f_cli.weights import load_weights
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -42,9 +42,19 @@ def torch_predictor(model: UNet, device: str = "cpu") -> Predictor:
     return predict
 
 
-def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str = "torch",
+def choose_backend(weights: Path | None) -> str:
+    """auto: ONNX Runtime for .onnx files and for the shipped model (it runs faster on a CPU), torch otherwise."""
+    if weights is None:
+        from c2f_cli.onnx_backend import default_onnx_path
+        return "onnx" if default_onnx_path().is_file() else "torch"
+    return "onnx" if Path(weights).suffix.lower() == ".onnx" else "torch"
+
+
+def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str = "auto",
                    device: str = "auto") -> tuple[Predictor, LabelSet, bool]:
     """A predictor for a weights file, its label set, and whether it reads the coarse map."""
+    if backend == "auto":
+        backend = choose_backend(weights)
     if backend == "onnx":
         from c2f_cli.onnx_backend import onnx_predictor
         return onnx_predictor(weights, labels, device)

@@ -31,7 +31,11 @@ class WindowSettings:
     window: int = 256  # side of a square window, in pixels (a multiple of 32)
     overlap: int = 64  # pixels shared by neighbouring windows, blended smoothly
     batch_size: int = 8  # windows per network call
-    whole_image: bool = False  # one window covering the whole padded image (fast, seamless)
+    whole_image: bool = False  # always one window covering the whole padded image
+    # Images up to this many (padded) pixels go through in one pass anyway: a single pass
+    # needs no overlap, so it does half the work of windows on a face and is seamless by
+    # construction. Larger photos are windowed so memory stays bounded. 0 = always windows.
+    whole_image_max_pixels: int = 1024 * 1024
 
     def check(self) -> None:
         if self.window < SIZE_MULTIPLE or self.window % SIZE_MULTIPLE:
@@ -62,8 +66,9 @@ def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray |
     photo is uint8 (H, W, 3); coarse is (H, W) class ids, or None for RGB-only models.
     """
     height, width = photo.shape[:2]
-    if settings.whole_image:
-        padded = padded_size(height, width, 1, SIZE_MULTIPLE)
+    whole_size = padded_size(height, width, 1, SIZE_MULTIPLE)
+    if settings.whole_image or whole_size[0] * whole_size[1] <= settings.whole_image_max_pixels:
+        padded = whole_size
         window, overlap, batch_size = max(padded), 0, 1
     else:
         padded = padded_size(height, width, settings.window, SIZE_MULTIPLE)

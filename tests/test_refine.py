@@ -17,7 +17,7 @@ from c2f_cli.refine import (
 from conftest import coarse_echo_predictor, make_scene
 
 NUM_CLASSES = FASSEG_LABELS.num_classes
-SMALL_WINDOWS = WindowSettings(window=32, overlap=8, batch_size=4)
+SMALL_WINDOWS = WindowSettings(window=32, overlap=8, batch_size=4, whole_image_max_pixels=0)
 
 
 def write_inputs(folder, scene, encoding="color"):

@@ -89,9 +89,9 @@ def test_padding_keeps_the_image_at_the_top_left(height, width):
 
 @pytest.mark.parametrize("height, width", IMAGE_SIZES)
 @pytest.mark.parametrize("settings", [
-    WindowSettings(window=32, overlap=8, batch_size=3),
-    WindowSettings(window=64, overlap=24, batch_size=8),
-    WindowSettings(window=32, overlap=0, batch_size=1),
+    WindowSettings(window=32, overlap=8, batch_size=3, whole_image_max_pixels=0),
+    WindowSettings(window=64, overlap=24, batch_size=8, whole_image_max_pixels=0),
+    WindowSettings(window=32, overlap=0, batch_size=1, whole_image_max_pixels=0),
     WindowSettings(whole_image=True),
 ], ids=["window32-overlap8", "window64-overlap24", "window32-no-overlap", "whole-image"])
 def test_stitching_reproduces_a_known_map_exactly(height, width, settings):
