@@ -58,6 +58,12 @@ def class_ids(probabilities: np.ndarray) -> np.ndarray:
     return ids
 
 
+def goes_whole(height: int, width: int, settings: WindowSettings) -> bool:
+    """Whether an image of this size goes through the network in one pass rather than in windows."""
+    padded_height, padded_width = padded_size(height, width, 1, SIZE_MULTIPLE)
+    return settings.whole_image or padded_height * padded_width <= settings.whole_image_max_pixels
+
+
 def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
                    settings: WindowSettings, on_batch: Callable[[int, int], None] | None = None
                    ) -> tuple[Iterator[tuple[Box, np.ndarray]], tuple[int, int], int]:
@@ -66,9 +72,8 @@ def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray |
     photo is uint8 (H, W, 3); coarse is (H, W) class ids, or None for RGB-only models.
     """
     height, width = photo.shape[:2]
-    whole_size = padded_size(height, width, 1, SIZE_MULTIPLE)
-    if settings.whole_image or whole_size[0] * whole_size[1] <= settings.whole_image_max_pixels:
-        padded = whole_size
+    if goes_whole(height, width, settings):
+        padded = padded_size(height, width, 1, SIZE_MULTIPLE)
         window, overlap, batch_size = max(padded), 0, 1
     else:
         padded = padded_size(height, width, settings.window, SIZE_MULTIPLE)
