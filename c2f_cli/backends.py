@@ -7,23 +7,34 @@ blending and argmax (in tiling.py and refine.py) are written once for both.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelSet
-from c2f_cli.model import UNet
-from c2f_cli.weights import load_weights
+from c2f_cli.tiling import Predictor
 
-Predictor = Callable[[np.ndarray], np.ndarray]
+if TYPE_CHECKING:  # torch is imported only when the torch backend runs: the ONNX path never needs it
+    import torch
+
+    from c2f_cli.model import UNet
+
 BACKENDS = ("auto", "torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def check_device(device: str) -> None:
+    """Refuse a --device other than DEVICES, the same way for both backends."""
+    if device not in DEVICES:
+        raise C2FError(f"unknown --device {device!r}; choose one of {', '.join(DEVICES)}.")
+
+
 def choose_torch_device(device: str) -> torch.device:
     """auto picks CUDA when torch sees a GPU, else the CPU; cuda without a GPU is an error."""
+    import torch
+
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -33,6 +44,8 @@ def choose_torch_device(device: str) -> torch.device:
 
 def torch_predictor(model: UNet, device: str = "cpu") -> Predictor:
     """Wrap a model as a numpy-in, numpy-out predictor on the chosen device."""
+    import torch
+
     target = choose_torch_device(device)
     model = model.to(target).eval()
 
@@ -60,5 +73,7 @@ def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str =
         return onnx_predictor(weights, labels, device)
     if backend != "torch":
         raise C2FError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    from c2f_cli.weights import load_weights
+
     model, stored_labels, _ = load_weights(weights, labels)
     return torch_predictor(model, device), stored_labels, model.config.use_coarse

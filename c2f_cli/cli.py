@@ -112,8 +112,6 @@ def train(
 
     Example: c2f train --data ../shared/data/FASSEG --out runs/fasseg --epochs 40
     """
-    import torch  # noqa: F401  (heavy; imported here to keep --help fast)
-
     from c2f_cli.config import ModelConfig
     from c2f_cli.data import find_samples, load_sample
     from c2f_cli.labels import load_label_set
@@ -135,8 +133,7 @@ def train(
     config = TrainConfig(mode=mode, epochs=epochs, crops_per_image=crops_per_image, crop_size=crop_size,
                          batch_size=batch_size,
                          learning_rate=lr, class_weight_power=class_weight_power,
-                         validation_fraction=validation_fraction, seed=seed,
-                         fine_fraction=fine_fraction if fine_fraction is not None else (0.4 if mode == "gan" else 1.0),
+                         validation_fraction=validation_fraction, seed=seed, fine_fraction=fine_fraction,
                          discriminator=discriminator, step2_fraction=step2_fraction)
     command = shlex.join(["c2f", *sys.argv[1:]])
     with progress_bar() as progress:
@@ -396,7 +393,7 @@ def export(
     Example: c2f export --weights runs/fasseg/model.safetensors
     """
     from c2f_cli.onnx_backend import export_onnx
-    from c2f_cli.weights import default_weights_path
+    from c2f_cli.paths import default_weights_path
 
     target = output or (weights or default_weights_path()).with_suffix(".onnx")
     if target.exists() and not overwrite:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from c2f_cli.errors import C2FError
-from c2f_cli.labels import LabelSet, read_label_map, read_photo
+from c2f_cli.labels import LabelSet, check_same_size, read_label_map, read_photo
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 
@@ -39,12 +39,16 @@ class LoadedSample:
 
 
 def images_by_stem(folder: Path) -> dict[str, Path]:
-    """Image files of a folder keyed by stem (hidden and partial files ignored)."""
-    return {
-        path.stem: path
-        for path in sorted(Path(folder).iterdir())
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-    }
+    """Image files of a folder keyed by stem (hidden and partial files ignored); a stem used twice is an error."""
+    paths = [path for path in sorted(Path(folder).iterdir())
+             if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")]
+    by_stem = {path.stem: path for path in paths}
+    if len(by_stem) < len(paths):  # a.jpg and a.png: which one pairs with coarse/a.png is anyone's guess
+        clashes = sorted({path.stem for path in paths if by_stem[path.stem] != path})
+        listed = "; ".join(", ".join(path.name for path in paths if path.stem == stem) for stem in clashes[:10])
+        raise C2FError(f"{folder}: more than one image is named {', '.join(clashes[:10])} ({listed}); "
+                       "rename one of each, as files are paired by name.")
+    return by_stem
 
 
 def pair_by_stem(first: Path, second: Path) -> tuple[list[tuple[str, Path, Path]], list[Path]]:
@@ -102,9 +106,6 @@ def load_sample(sample: Sample, labels: LabelSet) -> LoadedSample:
     coarse = read_label_map(sample.coarse, labels).class_ids
     fine = read_label_map(sample.fine, labels).class_ids if sample.fine else None
     for path, label_map in ((sample.coarse, coarse), (sample.fine, fine)):
-        if label_map is not None and label_map.shape != photo.shape[:2]:
-            raise C2FError(
-                f"{path} is {label_map.shape[1]}x{label_map.shape[0]} but its photo {sample.photo} "
-                f"is {photo.shape[1]}x{photo.shape[0]}; they must be the same size."
-            )
+        if label_map is not None:
+            check_same_size(label_map, path, photo, sample.photo)
     return LoadedSample(sample.name, photo, coarse, fine)

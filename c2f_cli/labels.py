@@ -82,6 +82,15 @@ FASSEG_LABELS = LabelSet(
 )
 
 
+def check_labels(stored: LabelSet, requested: LabelSet | None, path: Path) -> None:
+    """Refuse weights trained for another label set than the one asked for."""
+    if requested is not None and requested != stored:
+        raise C2FError(
+            f"{path} was trained for classes {', '.join(stored.names)}, not for "
+            f"{', '.join(requested.names)}; pass matching --labels and --weights."
+        )
+
+
 def load_label_set(path: Path | None) -> LabelSet:
     """Read a label set from a .toml or .json file; None gives FASSEG's six classes."""
     if path is None:
@@ -224,6 +233,13 @@ def read_label_map(path: Path, labels: LabelSet) -> LabelMap:
         image = image.convert("RGB")
     ids, far_pixels = colors_to_ids(np.asarray(image.convert("RGB")), labels)
     return LabelMap(ids, "color", far_pixels)
+
+
+def check_same_size(label_map: np.ndarray, map_path: Path, reference: np.ndarray, reference_path: Path) -> None:
+    """Refuse an (H, W) label map whose size differs from its photo's or reference map's (H, W, ...)."""
+    if label_map.shape[:2] != reference.shape[:2]:
+        raise C2FError(f"{map_path} is {label_map.shape[1]}x{label_map.shape[0]} but {reference_path} is "
+                       f"{reference.shape[1]}x{reference.shape[0]}; they must be the same size.")
 
 
 def check_ids(ids: np.ndarray, labels: LabelSet, path: Path) -> None:

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from c2f_cli.backends import check_device
 from c2f_cli.config import ModelConfig
 from c2f_cli.errors import C2FError
-from c2f_cli.labels import LabelSet, write_atomically
+from c2f_cli.labels import LabelSet, check_labels, write_atomically
+from c2f_cli.paths import DEFAULT_WEIGHTS_NAME, FORMAT_VERSION, default_weights_path
 from c2f_cli.tiling import Predictor
-from c2f_cli.weights import DEFAULT_WEIGHTS_NAME, FORMAT_VERSION, check_labels, default_weights_path
 
 if TYPE_CHECKING:
     from c2f_cli.model import UNet
@@ -80,13 +81,18 @@ def export_onnx(weights: Path | None = None, output: Path | None = None) -> tupl
         onnx_model.metadata_props.add(key=key, value=json.dumps(value))
     onnx_model.metadata_props.add(key="c2f_format", value=FORMAT_VERSION)
     onnx.checker.check_model(onnx_model)
-    write_atomically(output, lambda temporary: temporary.write_bytes(onnx_model.SerializeToString()))
-    difference = check_export(model, output)
-    return output, difference
+    checked = []
+
+    def write_checked(temporary: Path) -> None:
+        # Checked before the rename: a file that fails leaves an existing output (--overwrite) untouched.
+        temporary.write_bytes(onnx_model.SerializeToString())
+        checked.append(check_export(model, temporary, output))
+    write_atomically(output, write_checked)
+    return output, checked[0]
 
 
-def check_export(model: UNet, path: Path) -> float:
-    """Largest |ONNX Runtime - torch| logit on a random non-square batch; refuse the file above tolerance."""
+def check_export(model: UNet, path: Path, output: Path) -> float:
+    """Largest |ONNX Runtime - torch| logit of the file at path on a random batch; refuse it above tolerance."""
     import torch
 
     side = 2 ** model.config.depth
@@ -97,9 +103,8 @@ def check_export(model: UNet, path: Path) -> float:
         expected = model(torch.from_numpy(inputs)).numpy()
     difference = float(np.abs(predictor(inputs) - expected).max())
     if not difference <= EXPORT_TOLERANCE:
-        path.unlink()
-        raise C2FError(f"the exported {path.name} disagrees with torch by {difference:.2g} (above "
-                       f"{EXPORT_TOLERANCE:g}); it was removed. Report this with your torch and onnx versions.")
+        raise C2FError(f"the exported {output.name} disagrees with torch by {difference:.2g} (above "
+                       f"{EXPORT_TOLERANCE:g}); it was not written. Report this with your torch and onnx versions.")
     return difference
 
 
@@ -107,8 +112,7 @@ def choose_providers(device: str) -> list[str]:
     """ONNX Runtime providers: CUDA first when available and allowed, then the CPU."""
     import onnxruntime
 
-    if device not in ("auto", "cpu", "cuda"):
-        raise C2FError(f"unknown --device {device!r}; choose auto, cpu or cuda.")
+    check_device(device)
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     if device == "cuda" and not has_cuda:
         raise C2FError("--device cuda was asked for, but this ONNX Runtime has no CUDA provider; "

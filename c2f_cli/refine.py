@@ -114,6 +114,8 @@ def save_windows(windows: Iterator[tuple[Box, np.ndarray]], folder: Path,
     manifest is always complete.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    # A reused folder's old manifest would vouch for a mix of old and new windows if this run stops early.
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
     for index, (box, probabilities) in enumerate(windows):
         name = f"window_{index:05d}.npy"
         stored = probabilities.astype(np.float16)
@@ -211,19 +213,13 @@ class RefineResult:
     photo_note: str | None = None  # how a photo that was not 8-bit RGB was converted
 
 
-def check_same_size(photo: np.ndarray, photo_path: Path, label_map: np.ndarray, map_path: Path) -> None:
-    if label_map.shape != photo.shape[:2]:
-        raise C2FError(f"{map_path} is {label_map.shape[1]}x{label_map.shape[0]} but {photo_path} is "
-                       f"{photo.shape[1]}x{photo.shape[0]}; a coarse map must match its photo's size.")
-
-
 def read_inputs(photo_path: Path, coarse_path: Path, labels: LabelSet) -> tuple[np.ndarray, LabelMap]:
     """A photo, uint8 (H, W, 3), and its decoded coarse map, checked to be the same size."""
-    from c2f_cli.labels import read_label_map, read_photo
+    from c2f_cli.labels import check_same_size, read_label_map, read_photo
 
     photo = read_photo(photo_path)
     coarse = read_label_map(coarse_path, labels)
-    check_same_size(photo, photo_path, coarse.class_ids, coarse_path)
+    check_same_size(coarse.class_ids, coarse_path, photo, photo_path)
     return photo, coarse
 
 

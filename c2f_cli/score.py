@@ -66,8 +66,7 @@ class ScoreReport:
 
 def score_files(triplets: list[tuple[str, Path, Path, Path | None]], labels: LabelSet) -> ScoreReport:
     """Score (name, predicted, fine, coarse-or-None) map files; sizes must agree."""
-    from c2f_cli.errors import C2FError
-    from c2f_cli.labels import read_label_map
+    from c2f_cli.labels import check_same_size, read_label_map
 
     num_classes = labels.num_classes
     totals = {"predicted": np.zeros((num_classes, num_classes), np.int64),
@@ -79,9 +78,7 @@ def score_files(triplets: list[tuple[str, Path, Path, Path | None]], labels: Lab
             if path is None:
                 continue
             label_map = read_label_map(path, labels).class_ids
-            if label_map.shape != fine.shape:
-                raise C2FError(f"{path} is {label_map.shape[1]}x{label_map.shape[0]} but {fine_path} is "
-                               f"{fine.shape[1]}x{fine.shape[0]}; they must be the same size.")
+            check_same_size(label_map, path, fine, fine_path)
             confusion = confusion_matrix(label_map, fine, num_classes)
             totals[kind] += confusion
             per_image[kind][name] = scores_from_confusion(confusion).pixel_accuracy

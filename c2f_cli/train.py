@@ -49,17 +49,26 @@ class TrainConfig:
     class_weight_power: float = 1.0  # loss weight = class frequency ** -power (1 = inverse)
     validation_fraction: float = 0.2  # share of fine-labelled faces held out
     seed: int = 0  # fixes split, initialisation, crops and augmentation
-    fine_fraction: float = 1.0  # share of training faces that keep their fine maps (gan: 0.4, 20 of 50 as in the report)
+    fine_fraction: float | None = None  # share of training faces keeping fine maps; None: 0.4 for gan, else 1.0
     discriminator: str = "pixel"  # gan: pixel (per-pixel confidence) or image (the seed report's)
     step2_fraction: float = 0.5  # gan: share of epochs spent in step 2, on coarse-only faces too
+
+    def resolved(self) -> TrainConfig:
+        """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""
+        if self.fine_fraction is not None:
+            return self
+        return dataclasses.replace(self, fine_fraction=0.4 if self.mode == "gan" else 1.0)
 
 
 def split_samples(samples: list[LoadedSample], fraction: float, seed: int) -> tuple[list, list]:
     """Deterministic (train, validation) split of the samples."""
     order = np.random.default_rng(seed).permutation(len(samples))
     count = int(round(len(samples) * fraction)) if len(samples) > 1 else 0
+    count = min(count, len(samples) - 1)  # a few faces and a large fraction must still leave one to train on
     validation = [samples[index] for index in sorted(order[:count])]
     train = [samples[index] for index in sorted(order[count:])]
+    if not train:
+        raise C2FError("no face with a fine map is left for training; add faces or lower --validation-fraction.")
     return train, validation
 
 
@@ -217,8 +226,9 @@ def resume_run(out_dir: Path, model_config: ModelConfig, config: TrainConfig, sp
     if not path.is_file():
         raise C2FError(f"nothing to resume: {path} does not exist; run without --resume to start.")
     tensors, metadata = load_tensors(path)
-    # A setting newer than the checkpoint was, in effect, at its default when the checkpoint was written.
-    defaults = {**dataclasses.asdict(ModelConfig()), **dataclasses.asdict(TrainConfig())}
+    # A setting newer than the checkpoint was, in effect, at its default when the checkpoint was written
+    # (fine_fraction: 1.0, all faces fine, before the field existed).
+    defaults = {**dataclasses.asdict(ModelConfig()), **dataclasses.asdict(TrainConfig().resolved())}
     stored = {**defaults, **(metadata.get("model_config") or {}), **(metadata.get("train_config") or {})}
     current = {**dataclasses.asdict(model_config), **dataclasses.asdict(config)}
     differences = [f"{key} {stored.get(key)!r} there, {value!r} now" for key, value in current.items()
@@ -229,14 +239,18 @@ def resume_run(out_dir: Path, model_config: ModelConfig, config: TrainConfig, sp
         raise C2FError(f"{path} was written with other settings or data ({'; '.join(differences)}); resume with "
                        "the same options, or choose another --out.")
     run = start_run(model_config, config, np.array(metadata["loss_weights"], dtype=np.float32))
-    run.model.load_state_dict({name.removeprefix("model."): tensor for name, tensor in tensors.items()
-                               if name.startswith("model.")})
-    restore_optimizer(run.optimizer, tensors, metadata["optimizer"])
-    if run.discriminator is not None:
-        run.discriminator.load_state_dict({name.removeprefix("discriminator."): tensor
-                                           for name, tensor in tensors.items() if name.startswith("discriminator.")})
-        restore_optimizer(run.discriminator_optimizer, tensors, metadata["discriminator_optimizer"],
-                          "discriminator_optimizer")
+    try:
+        run.model.load_state_dict({name.removeprefix("model."): tensor for name, tensor in tensors.items()
+                                   if name.startswith("model.")})
+        restore_optimizer(run.optimizer, tensors, metadata["optimizer"])
+        if run.discriminator is not None:
+            run.discriminator.load_state_dict({name.removeprefix("discriminator."): tensor for name, tensor
+                                               in tensors.items() if name.startswith("discriminator.")})
+            restore_optimizer(run.discriminator_optimizer, tensors, metadata["discriminator_optimizer"],
+                              "discriminator_optimizer")
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise C2FError(f"{path} does not fit this version of c2f's model ({str(error).splitlines()[0]}); "
+                       "start a new run in another --out.") from None
     run.history = metadata["history"]
     return run
 
@@ -290,6 +304,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
                 on_step: Callable[[int, int, float], None] | None = None,
                 on_epoch: Callable[[dict], None] | None = None) -> Path:
     """Train a model on fine-labelled samples, checkpointing every epoch; returns the weights path."""
+    config = config.resolved()  # checkpoints store, and --resume compares, the fine_fraction actually used
     labelled = [sample for sample in samples if sample.fine is not None]
     if len(labelled) < 1:
         raise C2FError("training needs at least one sample with a fine map.")

@@ -17,21 +17,10 @@ from safetensors.torch import load_file, save_file
 
 from c2f_cli.config import ModelConfig
 from c2f_cli.errors import C2FError
-from c2f_cli.labels import LabelSet, write_atomically
+from c2f_cli.labels import LabelSet, check_labels, write_atomically
 from c2f_cli.model import UNet
-
-DEFAULT_WEIGHTS_NAME = "fasseg.safetensors"
-FORMAT_VERSION = "1"
-
-
-def default_weights_path(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
-    """The shipped FASSEG weights: `weights/` beside the package in a checkout, else the installed copy."""
-    checkout_copy = Path(__file__).resolve().parent.parent / "weights" / name
-    if checkout_copy.is_file():
-        return checkout_copy
-    # A wheel installs the `c2f_cli.weights` package data as c2f_cli/weights/; importlib.resources cannot
-    # reach it by name because this module, c2f_cli/weights.py, wins the import of that name.
-    return Path(__file__).resolve().parent / "weights" / name
+from c2f_cli.paths import FORMAT_VERSION, default_weights_path
+from c2f_cli.refine import SIZE_MULTIPLE
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
@@ -73,14 +62,21 @@ def save_weights(path: Path, model: UNet, labels: LabelSet, extra: dict[str, obj
     save_tensors(path, model.state_dict(), metadata)
 
 
+# refine pads inputs to multiples of SIZE_MULTIPLE (32), so a U-Net may halve them at most 5 times.
+MAX_DEPTH = SIZE_MULTIPLE.bit_length() - 1
 # Sane bounds for a stored config: a damaged file must not make us build a model of many gigabytes.
-MODEL_CONFIG_BOUNDS = {"num_classes": (2, 65536), "width": (1, 256), "depth": (0, 6)}
+MODEL_CONFIG_BOUNDS = {"num_classes": (2, 65536), "width": (1, 256), "depth": (0, MAX_DEPTH)}
 MAX_BOTTLENECK_CHANNELS = 2048  # width * 2**depth; the shipped model has 256
 
 
 def check_model_config(stored: object, path: Path) -> ModelConfig:
     """A ModelConfig from stored metadata, refusing unknown fields, wrong types and absurd sizes."""
     defaults = dataclasses.asdict(ModelConfig())
+    depth = stored.get("depth") if isinstance(stored, dict) else None
+    if type(depth) is int and depth > MAX_DEPTH:
+        raise C2FError(f"{path}: its model halves its input {depth} times, but c2f pads inputs to multiples of "
+                       f"{SIZE_MULTIPLE} and so runs a depth of at most {MAX_DEPTH}; retrain with --depth "
+                       f"{MAX_DEPTH} or less.")
 
     def fits(key: str, value: object) -> bool:
         expected = type(defaults[key])
@@ -108,6 +104,9 @@ def build_model(tensors: dict[str, torch.Tensor], metadata: dict[str, object], p
 
 def clean_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Keep only model tensors, without wrappers' prefixes (checkpoints hold optimiser state too)."""
+    if any(name.startswith("model.") for name in tensors):
+        # A training checkpoint: the rest is optimiser state and, in gan mode, the discriminator's.
+        tensors = {name: tensor for name, tensor in tensors.items() if name.startswith("model.")}
     model_tensors = {}
     for name, tensor in tensors.items():
         if name.startswith("optimizer."):
@@ -129,12 +128,3 @@ def load_weights(path: Path | None = None, labels: LabelSet | None = None) -> tu
         raise C2FError(f"{path}: its model predicts {stored_classes} classes but its label set has "
                        f"{stored_labels.num_classes}; the file is damaged.")
     return build_model(tensors, metadata, path), stored_labels, metadata
-
-
-def check_labels(stored: LabelSet, requested: LabelSet | None, path: Path) -> None:
-    """Refuse weights trained for another label set than the one asked for."""
-    if requested is not None and requested != stored:
-        raise C2FError(
-            f"{path} was trained for classes {', '.join(stored.names)}, not for "
-            f"{', '.join(requested.names)}; pass matching --labels and --weights."
-        )

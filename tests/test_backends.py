@@ -140,6 +140,47 @@ def test_onnx_errors_name_the_file_and_say_what_to_do(exported, tmp_path):
         onnx_predictor(onnx_path, None, "tpu")
 
 
+def test_an_export_that_fails_its_check_leaves_the_existing_onnx_file_untouched(exported, tmp_path, monkeypatch):
+    import c2f_cli.onnx_backend
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(exported["conditional"].read_bytes())
+    onnx_path, _ = export_onnx(weights)
+    working = onnx_path.read_bytes()
+    monkeypatch.setattr(c2f_cli.onnx_backend, "EXPORT_TOLERANCE", -1.0)  # every difference is now too large
+    with pytest.raises(C2FError, match="model.onnx disagrees with torch"):
+        export_onnx(weights, onnx_path)
+    assert onnx_path.read_bytes() == working
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.onnx", "model.safetensors"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_both_backends_refuse_an_unknown_device_alike(exported, backend):
+    weights = exported["conditional"]
+    weights = weights.with_suffix(".onnx") if backend == "onnx" else weights
+    with pytest.raises(C2FError, match=r"unknown --device 'gpu'; choose one of auto, cpu, cuda\."):
+        load_predictor(weights, None, backend, "gpu")
+
+
+def test_refining_with_the_onnx_backend_never_imports_torch(exported, tmp_path):
+    import subprocess
+    import sys
+
+    photo, coarse, _ = make_scene(40, 52, seed=0)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    write_label_map(tmp_path / "coarse.png", coarse, FASSEG_LABELS, "color")
+    script = ("import sys; from c2f_cli.cli import app\n"
+              "try:\n    app(sys.argv[1:])\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
+              "loaded = sorted(name for name in sys.modules if name.split('.')[0] == 'torch')\n"
+              "assert not loaded, loaded[:5]")
+    finished = subprocess.run(
+        [sys.executable, "-c", script, "refine", str(tmp_path / "photo.png"), str(tmp_path / "coarse.png"),
+         "-o", str(tmp_path / "fine.png"), "--weights", str(exported["conditional"].with_suffix(".onnx")),
+         "--backend", "onnx", "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert (tmp_path / "fine.png").is_file()
+
+
 def test_cuda_without_a_cuda_provider_is_a_clear_error(exported):
     import onnxruntime
 

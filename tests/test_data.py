@@ -88,7 +88,7 @@ def test_loaded_sample_holds_the_arrays_that_were_written(tmp_path):
 def test_a_map_of_another_size_than_its_photo_is_refused(tmp_path, kind):
     write_scene_files(tmp_path, "face", make_scene(20, 24))
     write_label_map(tmp_path / kind / "face.png", np.zeros((20, 23), np.uint8), FASSEG_LABELS, "color")
-    with pytest.raises(C2FError, match=rf"{kind}.face\.png is 23x20 but its photo .* is 24x20"):
+    with pytest.raises(C2FError, match=rf"{kind}.face\.png is 23x20 but .*images.face\.png is 24x20"):
         load_sample(find_samples(tmp_path)[0], FASSEG_LABELS)
 
 
@@ -119,3 +119,13 @@ def test_pairing_ignores_hidden_partial_and_non_image_files(tmp_path):
     pairs, unpaired = pair_by_stem(tmp_path / "photos", tmp_path / "maps")
     assert [stem for stem, _, _ in pairs] == ["a", "b"]
     assert unpaired == [tmp_path / "photos" / "c.jpg"]
+
+
+def test_two_images_with_the_same_stem_are_refused_naming_both(tmp_path):
+    for folder in ("photos", "maps"):
+        (tmp_path / folder).mkdir()
+        for name in ("a.png", "b.png"):
+            (tmp_path / folder / name).write_bytes(b"")
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"")
+    with pytest.raises(C2FError, match=r"photos: more than one image is named a \(a\.jpg, a\.png\); rename one"):
+        pair_by_stem(tmp_path / "photos", tmp_path / "maps")

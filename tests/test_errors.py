@@ -280,6 +280,13 @@ def test_a_label_file_other_than_the_weights_is_refused(inputs, out, weights):
     error_line(refine(inputs, out, weights, "--labels", inputs / "street.toml"), "trained for classes background")
 
 
+@pytest.mark.parametrize("device", ["gpu", "mps"])
+def test_an_unknown_device_is_named_with_the_allowed_ones(inputs, out, weights, device):
+    result = refine(inputs, out, weights, "--backend", "torch", "--device", device)
+    error_line(result, f"unknown --device '{device}'", "auto, cpu, cuda")
+    assert files_in(out) == []
+
+
 @pytest.fixture(scope="module")
 def onnx_files(weights, three_class_weights):
     """The tiny models exported as ONNX (needs the ONNX backend)."""
@@ -361,6 +368,13 @@ def test_unpaired_stems_are_listed_and_the_pairs_still_refined(tmp_path, out, we
 def test_folders_that_share_no_stem_are_refused_listing_the_files(tmp_path, out, weights):
     photos, maps = make_folders(tmp_path, ["alice"], ["bob"])
     error_line(refine_folders(photos, maps, out, weights), "no photo in", "alice.png", "bob.png")
+    assert files_in(out) == []
+
+
+def test_a_photo_and_a_map_sharing_a_stem_in_one_folder_are_refused(tmp_path, out, weights):
+    photos, maps = make_folders(tmp_path, ["alice", "bob"], ["alice", "bob"])
+    Image.open(photos / "alice.png").save(photos / "alice.jpg")
+    error_line(refine_folders(photos, maps, out, weights), "photos", "alice.jpg, alice.png", "rename one")
     assert files_in(out) == []
 
 

@@ -210,3 +210,31 @@ def test_failed_atomic_write_leaves_neither_target_nor_partial_file(tmp_path):
     with pytest.raises(RuntimeError):
         write_atomically(tmp_path / "out.png", broken_writer)
     assert list(tmp_path.iterdir()) == []
+
+
+def size_mismatch_message(job: str, folder: Path) -> str:
+    """The error of one of the three jobs that pair a map with a photo or another map, given a map 1 pixel narrower."""
+    from c2f_cli.data import find_samples, load_sample
+    from c2f_cli.refine import read_inputs
+    from c2f_cli.score import score_files
+
+    for name in ("images", "coarse", "fine"):
+        (folder / name).mkdir()
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(folder / "images" / "face.png")
+    write_label_map(folder / "coarse" / "face.png", np.zeros((20, 23), np.uint8), FASSEG_LABELS, "color")
+    write_label_map(folder / "fine" / "face.png", np.zeros((20, 24), np.uint8), FASSEG_LABELS, "color")
+    photo, coarse, fine = (folder / name / "face.png" for name in ("images", "coarse", "fine"))
+    jobs = {"refine": lambda: read_inputs(photo, coarse, FASSEG_LABELS),
+            "train": lambda: load_sample(find_samples(folder)[0], FASSEG_LABELS),
+            "score": lambda: score_files([("face", coarse, fine, None)], FASSEG_LABELS)}
+    with pytest.raises(C2FError) as error:
+        jobs[job]()
+    return str(error.value)
+
+
+@pytest.mark.parametrize("job", ["refine", "train", "score"])
+def test_every_job_words_a_size_mismatch_the_same_way(tmp_path, job):
+    message = size_mismatch_message(job, tmp_path)
+    reference = tmp_path / ("fine" if job == "score" else "images") / "face.png"
+    assert message == (f"{tmp_path / 'coarse' / 'face.png'} is 23x20 but {reference} is 24x20; "
+                       "they must be the same size.")

@@ -98,7 +98,7 @@ def test_strict_mode_refuses_coarse_maps_with_foreign_colours(tmp_path, scene):
 def test_a_coarse_map_of_another_size_is_refused(tmp_path, scene):
     photo_path, coarse_path = write_inputs(tmp_path, scene)
     write_label_map(coarse_path, scene[1][:, :-1], FASSEG_LABELS, "color")
-    with pytest.raises(C2FError, match="must match its photo's size"):
+    with pytest.raises(C2FError, match="is 51x40 but .*photo.png is 52x40; they must be the same size"):
         refine_file(coarse_echo_predictor(NUM_CLASSES), FASSEG_LABELS, True, photo_path, coarse_path,
                     tmp_path / "fine.png", SMALL_WINDOWS)
 
@@ -139,6 +139,25 @@ def test_windows_folder_with_a_trained_model_stitches_to_the_same_map(tmp_path, 
 def test_a_windows_folder_without_manifest_is_refused(tmp_path):
     (tmp_path / "windows").mkdir()
     with pytest.raises(C2FError, match=MANIFEST_NAME):
+        stitch_folder(tmp_path / "windows")
+
+
+def test_an_interrupted_refine_into_a_reused_windows_folder_leaves_no_manifest(tmp_path, scene):
+    photo, coarse, _ = scene
+    refine_probabilities(coarse_echo_predictor(NUM_CLASSES), photo, coarse, NUM_CLASSES, SMALL_WINDOWS,
+                         windows_dir=tmp_path / "windows", labels=FASSEG_LABELS)
+    echo = coarse_echo_predictor(NUM_CLASSES)
+    calls = []
+
+    def stop_at_the_second_batch(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return echo(batch)
+    with pytest.raises(KeyboardInterrupt):
+        refine_probabilities(stop_at_the_second_batch, photo, coarse, NUM_CLASSES, SMALL_WINDOWS,
+                             windows_dir=tmp_path / "windows", labels=FASSEG_LABELS)
+    with pytest.raises(C2FError, match=MANIFEST_NAME):  # old and new windows are never stitched together
         stitch_folder(tmp_path / "windows")
 
 

@@ -7,6 +7,7 @@ weights bit for bit with an uninterrupted run of the same seed.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -143,6 +144,28 @@ def test_a_checkpoint_write_that_dies_keeps_the_previous_checkpoint(samples, tmp
     resumed = load_file(train_model(samples, FASSEG_LABELS, TINY, TINY_TRAINING, out, resume=True))
     expected = load_file(train_model(samples, FASSEG_LABELS, TINY, TINY_TRAINING, tmp_path / "straight"))
     assert all(torch.equal(expected[name], resumed[name]) for name in expected)
+
+
+@pytest.mark.parametrize("stored", ["stored as 1.0", "absent"])
+def test_a_checkpoint_with_or_without_fine_fraction_resumes_with_the_same_command_line(dataset, tmp_path, stored):
+    from safetensors.torch import save_file
+
+    out = tmp_path / "run"
+    options = ["train", "--data", str(dataset), "--out", str(out), *TRAIN_OPTIONS]
+    first = runner.invoke(app, [*options, "--epochs", "1"])  # the last --epochs counts: stop after one ...
+    assert first.exit_code == 0, first.output
+    tensors, metadata = load_tensors(out / CHECKPOINT_NAME)
+    train_config = metadata["train_config"]
+    assert train_config["fine_fraction"] == 1.0
+    train_config["epochs"] = EPOCHS  # ... as if the full run had been killed there
+    if stored == "absent":  # a checkpoint written before fine_fraction, discriminator and step2_fraction existed
+        for key in ("fine_fraction", "discriminator", "step2_fraction"):
+            del train_config[key]
+    text_metadata = {key: json.dumps(value) for key, value in metadata.items()} | {"c2f_format": "1"}
+    save_file(tensors, str(out / CHECKPOINT_NAME), metadata=text_metadata)
+    resumed = runner.invoke(app, [*options, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert len(load_tensors(out / CHECKPOINT_NAME)[1]["history"]) == EPOCHS
 
 
 def test_ctrl_c_during_training_says_how_to_resume(dataset, tmp_path, monkeypatch):

@@ -129,6 +129,29 @@ def test_a_single_sample_is_never_held_out(synthetic_samples):
     assert len(train) == 1 and validation == []
 
 
+def test_a_large_validation_fraction_still_leaves_one_face_to_train_on(synthetic_samples, tmp_path):
+    train, validation = split_samples(synthetic_samples, 0.9, seed=0)
+    assert len(train) == 1 and len(validation) == 3
+    weights = train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL,
+                          tiny_config(epochs=1, validation_fraction=0.9), tmp_path)
+    assert weights.is_file()
+
+
+def test_splitting_no_faces_is_a_clear_error():
+    with pytest.raises(C2FError, match="no face with a fine map is left for training"):
+        split_samples([], 0.2, seed=0)
+
+
+def test_gan_mode_keeps_the_fine_maps_of_40_percent_of_the_faces_by_itself(synthetic_samples, tmp_path):
+    config = tiny_config(epochs=1, mode="gan", crops_per_image=1, validation_fraction=0.0)
+    train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path)
+    _, metadata = load_tensors(tmp_path / CHECKPOINT_NAME)
+    assert metadata["train_config"]["fine_fraction"] == 0.4
+    assert len(metadata["split"]["train"]) == 2 and len(metadata["split"]["coarse_only"]) == 2  # round(4 * 0.4)
+    assert TrainConfig(fine_fraction=0.7, mode="gan").resolved().fine_fraction == 0.7
+    assert TrainConfig(mode="segment").resolved().fine_fraction == 1.0
+
+
 def test_class_weights_favour_rare_classes_and_average_one_per_pixel():
     maps = [np.array([[0] * 9 + [1]] * 10)]  # class 0 nine times as common as class 1
     weights = class_weights(maps, 2, power=1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -72,6 +73,19 @@ def test_tensors_that_do_not_match_the_stored_config_are_refused(tmp_path):
         load_weights(tmp_path / "mixed.safetensors")
 
 
+def test_a_model_deeper_than_refine_pads_for_is_refused_and_depth_five_refines(tmp_path):
+    from c2f_cli.backends import torch_predictor
+    from c2f_cli.refine import WindowSettings, refine_map
+
+    save_weights(tmp_path / "deep.safetensors", UNet(ModelConfig(width=2, depth=6)), FASSEG_LABELS)
+    with pytest.raises(C2FError, match=r"deep.safetensors: its model halves its input 6 times.*--depth 5 or less"):
+        load_weights(tmp_path / "deep.safetensors")
+    save_weights(tmp_path / "five.safetensors", UNet(ModelConfig(width=2, depth=5)), FASSEG_LABELS)
+    model, _, _ = load_weights(tmp_path / "five.safetensors")
+    photo, coarse = np.zeros((40, 52, 3), np.uint8), np.zeros((40, 52), np.uint8)
+    assert refine_map(torch_predictor(model), photo, coarse, 6, WindowSettings(whole_image=True)).shape == (40, 52)
+
+
 def test_a_foreign_safetensors_file_is_not_taken_for_c2f_weights(tmp_path):
     save_file(UNet(ModelConfig(width=2, depth=1)).state_dict(), str(tmp_path / "other.safetensors"))
     with pytest.raises(C2FError, match="not one written by c2f"):
@@ -106,6 +120,22 @@ def test_wrapped_state_dicts_load_once_cleaned(tmp_path):
     assert set(clean_state_dict(wrapped)) == set(model.state_dict())
     save_tensors(tmp_path / "wrapped.safetensors", wrapped, model_metadata(model.config, FASSEG_LABELS))
     loaded, _, _ = load_weights(tmp_path / "wrapped.safetensors")
+    inputs = torch.randn(1, model.config.in_channels, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(inputs), model(inputs))
+
+
+def test_a_gan_training_checkpoint_loads_as_weights(tmp_path):
+    from c2f_cli.gan import Discriminator
+
+    model = trained_looking_model()
+    discriminator = Discriminator(model.config.num_classes)
+    checkpoint = {f"model.{name}": tensor for name, tensor in model.state_dict().items()}
+    checkpoint.update({f"discriminator.{name}": tensor for name, tensor in discriminator.state_dict().items()})
+    checkpoint.update({"optimizer.0.exp_avg": torch.zeros(3), "discriminator_optimizer.0.exp_avg": torch.zeros(3)})
+    assert set(clean_state_dict(checkpoint)) == set(model.state_dict())
+    save_tensors(tmp_path / "checkpoint.safetensors", checkpoint, model_metadata(model.config, FASSEG_LABELS))
+    loaded, _, _ = load_weights(tmp_path / "checkpoint.safetensors")
     inputs = torch.randn(1, model.config.in_channels, 16, 16)
     with torch.no_grad():
         assert torch.equal(loaded(inputs), model(inputs))
