@@ -286,8 +286,10 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(descriptor)
     try:
-        os.chmod(temporary, new_file_mode())  # mkstemp makes 0600 files; outputs should read like any other
         write(Path(temporary))
+        # mkstemp makes 0600 files, and some writers (safetensors) replace the file they are given:
+        # set the mode last, so outputs read like any other file.
+        os.chmod(temporary, new_file_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
