@@ -302,11 +302,16 @@ def valid_weights_bytes(tmp_path_factory) -> bytes:
 @SOME
 @given(content=st.binary(max_size=400), data=st.data())
 def test_random_truncated_or_damaged_weights_are_refused(valid_weights_bytes, content, data):
+    feed_random_or_damaged(valid_weights_bytes, content, data, "weights.safetensors", load_weights)
+
+
+def feed_random_or_damaged(valid_bytes: bytes, content: bytes, data, name: str, reader) -> None:
+    """Write random bytes or a damaged copy of a valid file, and hand it to reader: load or C2FError."""
     choice = data.draw(st.sampled_from(["random", "damaged"]), label="kind")
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "weights.safetensors"
-        path.write_bytes(content if choice == "random" else damaged(valid_weights_bytes, data.draw))
-        outcome(lambda: load_weights(path))
+        path = Path(folder) / name
+        path.write_bytes(content if choice == "random" else damaged(valid_bytes, data.draw))
+        outcome(lambda: reader(path))
 
 
 @FEW
@@ -404,8 +409,4 @@ def valid_onnx_bytes(tmp_path_factory, valid_weights_bytes) -> bytes:
 def test_random_truncated_or_damaged_onnx_files_are_refused(valid_onnx_bytes, content, data):
     from c2f_cli.onnx_backend import onnx_predictor
 
-    choice = data.draw(st.sampled_from(["random", "damaged"]), label="kind")
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.onnx"
-        path.write_bytes(content if choice == "random" else damaged(valid_onnx_bytes, data.draw))
-        outcome(lambda: onnx_predictor(path, None, "cpu"))
+    feed_random_or_damaged(valid_onnx_bytes, content, data, "model.onnx", lambda path: onnx_predictor(path, None, "cpu"))

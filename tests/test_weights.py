@@ -117,9 +117,14 @@ def test_wrapped_state_dicts_load_once_cleaned(tmp_path):
     model = trained_looking_model()
     wrapped = {f"module.{name}": tensor for name, tensor in model.state_dict().items()}
     wrapped["optimizer.0.exp_avg"] = torch.zeros(3)
-    assert set(clean_state_dict(wrapped)) == set(model.state_dict())
-    save_tensors(tmp_path / "wrapped.safetensors", wrapped, model_metadata(model.config, FASSEG_LABELS))
-    loaded, _, _ = load_weights(tmp_path / "wrapped.safetensors")
+    assert_loads_as(model, wrapped, tmp_path)
+
+
+def assert_loads_as(model, tensors: dict, tmp_path) -> None:
+    """Saved with extra or prefixed tensors, a state dict must load back as exactly `model`."""
+    assert set(clean_state_dict(tensors)) == set(model.state_dict())
+    save_tensors(tmp_path / "saved.safetensors", tensors, model_metadata(model.config, FASSEG_LABELS))
+    loaded, _, _ = load_weights(tmp_path / "saved.safetensors")
     inputs = torch.randn(1, model.config.in_channels, 16, 16)
     with torch.no_grad():
         assert torch.equal(loaded(inputs), model(inputs))
@@ -133,12 +138,7 @@ def test_a_gan_training_checkpoint_loads_as_weights(tmp_path):
     checkpoint = {f"model.{name}": tensor for name, tensor in model.state_dict().items()}
     checkpoint.update({f"discriminator.{name}": tensor for name, tensor in discriminator.state_dict().items()})
     checkpoint.update({"optimizer.0.exp_avg": torch.zeros(3), "discriminator_optimizer.0.exp_avg": torch.zeros(3)})
-    assert set(clean_state_dict(checkpoint)) == set(model.state_dict())
-    save_tensors(tmp_path / "checkpoint.safetensors", checkpoint, model_metadata(model.config, FASSEG_LABELS))
-    loaded, _, _ = load_weights(tmp_path / "checkpoint.safetensors")
-    inputs = torch.randn(1, model.config.in_channels, 16, 16)
-    with torch.no_grad():
-        assert torch.equal(loaded(inputs), model(inputs))
+    assert_loads_as(model, checkpoint, tmp_path)
 
 
 def test_default_weights_path_names_the_shipped_fasseg_file():
