@@ -402,27 +402,6 @@ def export(
     console.print(f"[green]wrote[/green] {path}  (largest logit difference from torch: {difference:.1e})")
 
 
-def score_triplets(predicted: Path, fine: Path, coarse: Optional[Path]) -> list:
-    from c2f_cli.data import images_by_stem
-
-    paths = [path for path in (predicted, fine, coarse) if path is not None]
-    for path in paths:
-        if not path.exists():
-            fail(f"not found: {path}")
-    if len({path.is_dir() for path in paths}) > 1:
-        fail("give all files or all folders.")
-    if not predicted.is_dir():
-        return [(predicted.stem, predicted, fine, coarse)]
-    predictions, truths = images_by_stem(predicted), images_by_stem(fine)
-    coarse_maps = images_by_stem(coarse) if coarse else {}
-    missing = sorted(stem for stem in predictions if stem not in truths or (coarse and stem not in coarse_maps))
-    if missing:
-        fail(f"{len(missing)} predictions have no fine (or coarse) map of the same name: {', '.join(missing[:10])}")
-    if not predictions:
-        fail(f"{predicted} holds no images.")
-    return [(stem, path, truths[stem], coarse_maps.get(stem)) for stem, path in predictions.items()]
-
-
 @app.command()
 @run_command
 def score(
@@ -437,10 +416,10 @@ def score(
     Example: c2f score fine_pred/ ../shared/data/FASSEG/V2/Test_Labels --coarse ../shared/data/FASSEG/V1/Test_Labels
     """
     from c2f_cli.labels import load_label_set
-    from c2f_cli.score import score_files
+    from c2f_cli.score import find_score_triplets, score_files
 
     label_set = load_label_set(labels)
-    report = score_files(score_triplets(predicted, fine, coarse), label_set)
+    report = score_files(find_score_triplets(predicted, fine, coarse), label_set)
     columns = [("predicted", report.predicted, False)]
     if report.coarse is not None:
         columns.append(("coarse", report.coarse, True))

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from c2f_cli.errors import C2FError
+
 if TYPE_CHECKING:
     from c2f_cli.labels import LabelSet
 
@@ -48,6 +50,30 @@ def scores_from_confusion(confusion: np.ndarray) -> Scores:
     accuracy = float(correct.sum() / total) if total else float("nan")
     mean_iou = float(np.nanmean(iou)) if np.any(union > 0) else float("nan")
     return Scores(accuracy, tuple(float(value) for value in iou), mean_iou, confusion)
+
+
+def find_score_triplets(predicted: Path, fine: Path,
+                        coarse: Path | None) -> list[tuple[str, Path, Path, Path | None]]:
+    """(name, predicted, fine, coarse-or-None) for three files, or three folders paired by stem."""
+    from c2f_cli.data import images_by_stem
+
+    paths = [path for path in (predicted, fine, coarse) if path is not None]
+    for path in paths:
+        if not path.exists():
+            raise C2FError(f"not found: {path}")
+    if len({path.is_dir() for path in paths}) > 1:
+        raise C2FError("give all files or all folders.")
+    if not predicted.is_dir():
+        return [(predicted.stem, predicted, fine, coarse)]
+    predictions, truths = images_by_stem(predicted), images_by_stem(fine)
+    coarse_maps = images_by_stem(coarse) if coarse else {}
+    missing = sorted(stem for stem in predictions if stem not in truths or (coarse and stem not in coarse_maps))
+    if missing:
+        raise C2FError(f"{len(missing)} predictions have no fine (or coarse) map of the same name: "
+                       f"{', '.join(missing[:10])}")
+    if not predictions:
+        raise C2FError(f"{predicted} holds no images.")
+    return [(stem, path, truths[stem], coarse_maps.get(stem)) for stem, path in predictions.items()]
 
 
 @dataclass(frozen=True)
