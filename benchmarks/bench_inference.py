@@ -239,8 +239,7 @@ def measure_overlaps(onnx_path: Path, metadata: dict, data: Path, device: str) -
     chosen from numbers the model never trained on.
     """
     from c2f_cli.data import load_sample
-    from c2f_cli.refine import refine_map
-    from c2f_cli.score import confusion_matrix, scores_from_confusion
+    from c2f_cli.refine import score_refinement
 
     held_out = set(metadata.get("split", {}).get("validation", []))
     samples = [load_sample(sample, FASSEG_LABELS) for sample in find_samples(data) if sample.name in held_out]
@@ -252,14 +251,9 @@ def measure_overlaps(onnx_path: Path, metadata: dict, data: Path, device: str) -
     variants.append(("one pass (whole image)", replace(windows, whole_image=True)))
     results = []
     for name, settings in variants:
-        confusion = np.zeros((labels.num_classes,) * 2, dtype=np.int64)
         started = time.perf_counter()
-        for sample in samples:
-            predicted = refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None,
-                                   labels.num_classes, settings)
-            confusion += confusion_matrix(predicted, sample.fine, labels.num_classes)
+        scores = score_refinement(predictor, samples, labels.num_classes, uses_coarse, settings)
         seconds = (time.perf_counter() - started) / len(samples)
-        scores = scores_from_confusion(confusion)
         results.append((name, scores.pixel_accuracy, scores.mean_iou, seconds))
         print(f"{name}: accuracy {scores.pixel_accuracy:.2%}, mIoU {scores.mean_iou:.3f}, {seconds:.3f} s/face",
               flush=True)
@@ -301,7 +295,6 @@ def time_training(data: Path, config: ModelConfig, recipe: dict, max_epochs: int
 
 def main() -> None:
     arguments = parse_arguments()
-    rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="c2f_bench_") as temporary:
         folder = Path(temporary)
         weights, weights_note = prepare_weights(arguments.weights, folder)

@@ -15,11 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from c2f_cli.backends import load_predictor
 from c2f_cli.data import find_samples, load_sample
-from c2f_cli.refine import refine_map
+from c2f_cli.refine import score_refinement
 from c2f_cli.score import confusion_matrix, scores_from_confusion
 from c2f_cli.weights import default_weights_path, load_tensors
 
@@ -33,15 +31,11 @@ def main() -> None:
     held_out = set(metadata["split"]["validation"])
     predictor, labels, uses_coarse = load_predictor(None, None)
     samples = [load_sample(sample, labels) for sample in find_samples(DATA) if sample.name in held_out]
-    refined = np.zeros((labels.num_classes,) * 2, dtype=np.int64)
-    coarse = np.zeros_like(refined)
     started = time.perf_counter()
-    for sample in samples:
-        predicted = refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None, labels.num_classes)
-        refined += confusion_matrix(predicted, sample.fine, labels.num_classes)
-        coarse += confusion_matrix(sample.coarse, sample.fine, labels.num_classes)
+    ours = score_refinement(predictor, samples, labels.num_classes, uses_coarse)
     seconds = (time.perf_counter() - started) / len(samples)
-    ours, reference = scores_from_confusion(refined), scores_from_confusion(coarse)
+    reference = scores_from_confusion(sum(confusion_matrix(sample.coarse, sample.fine, labels.num_classes)
+                                          for sample in samples))
     print(f"{len(samples)} held-out FASSEG faces ({', '.join(sorted(held_out))}); {seconds:.3f} s/face\n")
     print("| figure | coarse map | c2f (shipped weights) |\n| --- | ---: | ---: |")
     print(f"| pixel accuracy (pooled) | {reference.pixel_accuracy:.2%} | {ours.pixel_accuracy:.2%} |")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 
 from c2f_cli.config import ModelConfig
 from c2f_cli.data import find_samples, load_sample
@@ -38,7 +37,7 @@ def coarse_reference(samples, config: TrainConfig) -> dict:
     """Pixel accuracy and mIoU of the coarse maps themselves on the validation faces."""
     labelled = [sample for sample in samples if sample.fine is not None]
     _, validation = split_samples(labelled, config.validation_fraction, config.seed)
-    confusion = sum(confusion_matrix(sample.coarse, sample.fine, 6) for sample in validation)
+    confusion = sum(confusion_matrix(sample.coarse, sample.fine, FASSEG_LABELS.num_classes) for sample in validation)
     scores = scores_from_confusion(confusion)
     return {"val_accuracy": scores.pixel_accuracy, "val_miou": scores.mean_iou}
 

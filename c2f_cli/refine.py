@@ -17,6 +17,7 @@ import numpy as np
 
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelMap, LabelSet, write_atomically
+from c2f_cli.score import Scores, confusion_matrix, scores_from_confusion
 from c2f_cli.tiling import Box, Predictor, pad_image, padded_size, predict_windows, stitch_windows
 
 # The U-Net halves the size up to five times, so inputs are padded to multiples of 32.
@@ -104,6 +105,16 @@ def refine_map(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | Non
                settings: WindowSettings = WindowSettings()) -> np.ndarray:
     """Fine class ids (H, W) for one photo and its coarse map."""
     return class_ids(refine_probabilities(predictor, photo, coarse, num_classes, settings))
+
+
+def score_refinement(predictor: Predictor, samples: list, num_classes: int, uses_coarse: bool,
+                     settings: WindowSettings = WindowSettings()) -> Scores:
+    """Pooled scores of refining fine-labelled samples (data.LoadedSample) against their fine maps."""
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for sample in samples:
+        predicted = refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None, num_classes, settings)
+        confusion += confusion_matrix(predicted, sample.fine, num_classes)
+    return scores_from_confusion(confusion)
 
 
 def save_windows(windows: Iterator[tuple[Box, np.ndarray]], folder: Path,

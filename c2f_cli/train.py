@@ -27,8 +27,7 @@ from c2f_cli.data import LoadedSample
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelSet, write_atomically
 from c2f_cli.model import UNet
-from c2f_cli.refine import WindowSettings, refine_map
-from c2f_cli.score import confusion_matrix, scores_from_confusion
+from c2f_cli.refine import WindowSettings, score_refinement
 from c2f_cli.tiling import network_input, pad_image
 from c2f_cli.weights import load_tensors, model_metadata, save_tensors, save_weights
 
@@ -116,13 +115,8 @@ def make_batch(crops: list, num_classes: int, use_coarse: bool,
 def evaluate(model: UNet, samples: list[LoadedSample], num_classes: int) -> dict[str, float]:
     """Pooled pixel accuracy and mean IoU of whole-image predictions on fine-labelled samples."""
     model.eval()
-    predictor = torch_predictor(model)
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for sample in samples:
-        coarse = sample.coarse if model.config.use_coarse else None
-        predicted = refine_map(predictor, sample.photo, coarse, num_classes, WindowSettings(whole_image=True))
-        confusion += confusion_matrix(predicted, sample.fine, num_classes)
-    scores = scores_from_confusion(confusion)
+    scores = score_refinement(torch_predictor(model), samples, num_classes, model.config.use_coarse,
+                              WindowSettings(whole_image=True))
     return {"val_accuracy": scores.pixel_accuracy, "val_miou": scores.mean_iou,
             **{f"val_iou_{index}": iou for index, iou in enumerate(scores.class_iou)}}
 
