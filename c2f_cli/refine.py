@@ -163,6 +163,8 @@ def stitch_folder(folder: Path) -> tuple[np.ndarray, dict]:
                     raise C2FError(f"{path} holds {stored.dtype} {stored.shape}, but the manifest expects "
                                    f"float {expected}; re-run refine for it.")
                 probabilities = np.array(stored, dtype=np.float32)
+                if not np.isfinite(probabilities).all():
+                    raise C2FError(f"{path} holds values that are not numbers; re-run refine for it.")
             except NPY_READ_ERRORS as error:
                 raise C2FError(f"{path} is missing or damaged ({error}); re-run refine for it.") from None
             yield box, probabilities
