@@ -93,8 +93,13 @@ def train(
     class_weight_power: Annotated[float, typer.Option(
         help="Loss weight of a class = its pixel frequency ** -power: 1 = inverse frequency, 0 = unweighted.")] = 1.0,
     validation_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of faces held out.")] = 0.2,
-    width: Annotated[int, typer.Option(min=2, help="Channels of the U-Net's first level.")] = 16,
-    depth: Annotated[int, typer.Option(min=1, max=5, help="Downsamplings of the U-Net.")] = 4,
+    width: Annotated[Optional[int], typer.Option(
+        min=2, help="Channels of the U-Net's first level. Default: 16, or the --init model's.")] = None,
+    depth: Annotated[Optional[int], typer.Option(
+        min=1, max=5, help="Downsamplings of the U-Net. Default: 4, or the --init model's.")] = None,
+    init: Annotated[Optional[Path], typer.Option(
+        "--init", help="Start from these weights instead of random ones (fine-tuning), e.g. "
+                       "weights/fasseg.safetensors; its label set and architecture must match.")] = None,
     seed: Annotated[int, typer.Option(help="Fixes split, initialisation and augmentation: runs repeat exactly.")] = 0,
     fine_fraction: Annotated[Optional[float], typer.Option(
         min=0.0, max=1.0, help="Share of training faces that keep their fine maps; the rest are coarse-only. "
@@ -116,6 +121,7 @@ def train(
     from c2f_cli.data import find_samples, load_sample
     from c2f_cli.labels import load_label_set
     from c2f_cli.train import TrainConfig, train_model
+    from c2f_cli.weights import check_model_config, load_tensors
 
     if out.exists() and not out.is_dir():
         fail(f"{out} is a file, but --out names a run folder.")
@@ -123,9 +129,13 @@ def train(
         fail(f"unknown --mode {mode!r}; choose conditional, segment or gan.")
     if discriminator not in ("pixel", "image"):
         fail(f"unknown --discriminator {discriminator!r}; choose pixel or image.")
+    label_set = load_label_set(labels)
+    if init is not None:
+        start = check_model_config(load_tensors(init)[1].get("model_config"), init)
+        width, depth = width or start.width, depth or start.depth
+    width, depth = width or ModelConfig.width, depth or ModelConfig.depth
     if crop_size % 2**depth:
         fail(f"--crop-size must be a multiple of 2**depth = {2**depth}, got {crop_size}.")
-    label_set = load_label_set(labels)
     found = find_samples(data)
     samples = [load_sample(sample, label_set) for sample in found]
     model_config = ModelConfig(num_classes=label_set.num_classes, use_coarse=mode != "segment",
@@ -134,7 +144,8 @@ def train(
                          batch_size=batch_size,
                          learning_rate=lr, class_weight_power=class_weight_power,
                          validation_fraction=validation_fraction, seed=seed, fine_fraction=fine_fraction,
-                         discriminator=discriminator, step2_fraction=step2_fraction)
+                         discriminator=discriminator, step2_fraction=step2_fraction,
+                         init_weights=str(init) if init else "")
     command = shlex.join(["c2f", *sys.argv[1:]])
     with progress_bar() as progress:
         epoch_task = progress.add_task("epochs", total=epochs, status="")

@@ -9,6 +9,10 @@ Two discriminators, to show why the seed report's step 2 collapsed:
 - `pixel` (default, after Hung et al. 2018): fully convolutional, one confidence
   per pixel. In step 2 its confident pixels supply pseudo-labels, and every batch
   keeps fine-labelled crops with their supervised loss, so the generator stays anchored.
+  It sees hard (one-hot) maps on both sides: fine maps are one-hot and generated ones
+  soft, so a discriminator shown probabilities wins within a few hundred steps by
+  their softness alone and then trusts no generated pixel. The generator still gets
+  its gradient through the probabilities (straight-through).
 - `image` (the seed report's): one real/fake score per map, least-squares loss; in
   step 2 the generator is driven by that score alone, as in the report.
 """
@@ -28,7 +32,7 @@ from c2f_cli.train import Run, TrainConfig, make_batch, random_crop, set_learnin
 
 DISCRIMINATORS = ("pixel", "image")
 ADVERSARIAL_WEIGHT = 0.01  # Hung et al.'s lambda_adv: small, the cross-entropy leads
-SEMI_WEIGHT = 0.1  # weight of pseudo-labels from confident pixels in step 2
+SEMI_WEIGHT = 1.0  # weight of pseudo-labels from confident pixels in step 2
 CONFIDENCE_THRESHOLD = 0.2  # a pixel's pseudo-label counts when the discriminator believes it this much
 
 
@@ -66,12 +70,21 @@ def one_hot(class_ids: torch.Tensor, num_classes: int) -> torch.Tensor:
     return functional.one_hot(class_ids, num_classes).permute(0, 3, 1, 2).float()
 
 
+def shown_map(kind: str, probabilities: torch.Tensor) -> torch.Tensor:
+    """What the discriminator sees of a generated map: pixel: its one-hot argmax, with the
+    probabilities' gradient (straight-through); image: the probabilities, as in the report."""
+    if kind == "image":
+        return probabilities
+    hard = one_hot(probabilities.argmax(dim=1), probabilities.shape[1])
+    return hard + probabilities - probabilities.detach()
+
+
 def discriminator_step(discriminator: Discriminator, optimizer: torch.optim.Optimizer, photo: torch.Tensor,
                        fine: torch.Tensor, probabilities: torch.Tensor, num_classes: int) -> float:
     """Teach the discriminator: fine maps are real, generated probabilities are fake."""
     kind = discriminator.kind
     loss = (adversarial_loss(kind, discriminator(photo, one_hot(fine, num_classes)), real=True)
-            + adversarial_loss(kind, discriminator(photo, probabilities.detach()), real=False))
+            + adversarial_loss(kind, discriminator(photo, shown_map(kind, probabilities.detach())), real=False))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -82,7 +95,7 @@ def coarse_only_loss(discriminator: Discriminator, photo: torch.Tensor, logits: 
                      loss_weights: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Step 2's generator loss on faces without fine maps, and the share of pixels it teaches."""
     probabilities = logits.softmax(dim=1)
-    scores = discriminator(photo, probabilities)
+    scores = discriminator(photo, shown_map(discriminator.kind, probabilities))
     fooling = adversarial_loss(discriminator.kind, scores, real=True)
     if discriminator.kind == "image":
         return fooling, 0.0  # the seed report: nothing but the discriminator's verdict
@@ -117,7 +130,8 @@ def train_gan_epoch(run: Run, fine_samples: list[LoadedSample], coarse_only: lis
             totals["discriminator_loss"] += discriminator_step(
                 run.discriminator, run.discriminator_optimizer, inputs[:, :3], targets, logits.softmax(dim=1),
                 num_classes)
-        fooling = adversarial_loss(run.discriminator.kind, run.discriminator(inputs[:, :3], logits.softmax(dim=1)), True)
+        shown = shown_map(run.discriminator.kind, logits.softmax(dim=1))
+        fooling = adversarial_loss(run.discriminator.kind, run.discriminator(inputs[:, :3], shown), True)
         supervised = functional.cross_entropy(logits, targets, weight=weights)
         if second_step and run.discriminator.kind == "image":
             loss = torch.zeros(())  # the seed report's step 2 drops the fine faces altogether

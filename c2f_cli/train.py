@@ -51,6 +51,7 @@ class TrainConfig:
     fine_fraction: float | None = None  # share of training faces keeping fine maps; None: 0.4 for gan, else 1.0
     discriminator: str = "pixel"  # gan: pixel (per-pixel confidence) or image (the seed report's)
     step2_fraction: float = 0.5  # gan: share of epochs spent in step 2, on coarse-only faces too
+    init_weights: str = ""  # weights file to start from (fine-tuning); "" = random initialisation
 
     def resolved(self) -> TrainConfig:
         """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""
@@ -81,8 +82,10 @@ def class_weights(maps: list[np.ndarray], num_classes: int, power: float) -> np.
 
 def random_crop(sample: LoadedSample, target: np.ndarray, crop_size: int,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An augmented (photo, coarse, target) crop: random scale, position and mirror."""
-    scale = math.exp(rng.uniform(math.log(0.75), math.log(1.33)))
+    """An augmented (photo, coarse, target) crop: random scale (half of the time), position and mirror."""
+    # Resampling a label map with NEAREST moves its boundaries by up to half a pixel, and most
+    # errors sit within two pixels of a boundary: half of the crops keep the native scale.
+    scale = math.exp(rng.uniform(math.log(0.75), math.log(1.33))) if rng.random() < 0.5 else 1.0
     source_size = int(round(crop_size / scale))
     height, width = sample.photo.shape[:2]
     arrays = [pad_image(array, max(height, source_size), max(width, source_size))
@@ -199,9 +202,12 @@ def save_checkpoint(out_dir: Path, run: Run, labels: LabelSet, config: TrainConf
     save_tensors(out_dir / CHECKPOINT_NAME, tensors, metadata)
 
 
-def start_run(model_config: ModelConfig, config: TrainConfig, loss_weights: np.ndarray) -> Run:
+def start_run(model_config: ModelConfig, config: TrainConfig, loss_weights: np.ndarray,
+              labels: LabelSet | None = None) -> Run:
     torch.manual_seed(config.seed)
     model = UNet(model_config)
+    if config.init_weights:
+        model.load_state_dict(initial_weights(Path(config.init_weights), model_config, labels).state_dict())
     model.log_loss_weights.copy_(torch.from_numpy(np.log(loss_weights)))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     run = Run(model, optimizer, [], loss_weights)
@@ -212,6 +218,17 @@ def start_run(model_config: ModelConfig, config: TrainConfig, loss_weights: np.n
         run.discriminator_optimizer = torch.optim.Adam(run.discriminator.parameters(), lr=config.learning_rate,
                                                        betas=(0.5, 0.999))  # the usual GAN setting
     return run
+
+
+def initial_weights(path: Path, model_config: ModelConfig, labels: LabelSet | None) -> UNet:
+    """The model in `path`, refused unless it has this run's architecture and label set."""
+    from c2f_cli.weights import load_weights
+
+    model, _, _ = load_weights(path, labels)
+    if model.config != model_config:
+        raise C2FError(f"--init {path} holds a model with {model.config}, but this run builds {model_config}; "
+                       "pass the same --width, --depth and a --mode with the same inputs.")
+    return model
 
 
 def resume_run(out_dir: Path, model_config: ModelConfig, config: TrainConfig, split: dict) -> Run:
@@ -232,7 +249,9 @@ def resume_run(out_dir: Path, model_config: ModelConfig, config: TrainConfig, sp
     if differences:
         raise C2FError(f"{path} was written with other settings or data ({'; '.join(differences)}); resume with "
                        "the same options, or choose another --out.")
-    run = start_run(model_config, config, np.array(metadata["loss_weights"], dtype=np.float32))
+    # The checkpoint holds the weights: the --init file is not read again, and may be gone.
+    run = start_run(model_config, dataclasses.replace(config, init_weights=""),
+                    np.array(metadata["loss_weights"], dtype=np.float32))
     try:
         run.model.load_state_dict({name.removeprefix("model."): tensor for name, tensor in tensors.items()
                                    if name.startswith("model.")})
@@ -317,7 +336,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
             raise C2FError(f"{out_dir} already holds a training run; pass --resume to continue it "
                            "or choose another --out.")
         weights = class_weights([s.fine for s in train_samples], model_config.num_classes, config.class_weight_power)
-        run = start_run(model_config, config, weights)
+        run = start_run(model_config, config, weights, labels)
     for epoch in range(len(run.history), config.epochs):
         started = time.perf_counter()
         if config.mode == "gan":

@@ -56,6 +56,20 @@ def test_train_refuses_a_crop_size_the_network_cannot_halve(dataset, tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_train_init_takes_width_and_depth_from_the_starting_weights(dataset, trained_run, tmp_path):
+    run("train", "--data", dataset, "--out", tmp_path / "finetuned", "--epochs", "1", "--crop-size", "32",
+        "--crops-per-image", "1", "--batch-size", "4", "--init", trained_run / "model.safetensors")
+    model, _, metadata = load_weights(tmp_path / "finetuned" / "model.safetensors")
+    assert (model.config.width, model.config.depth) == (4, 2)
+    assert metadata["train_config"]["init_weights"] == str(trained_run / "model.safetensors")
+
+
+def test_train_init_with_another_width_is_one_line_and_exit_one(dataset, trained_run, tmp_path):
+    result = run("train", "--data", dataset, "--out", tmp_path / "finetuned", "--epochs", "1", "--crop-size", "32",
+                 "--width", "8", "--init", trained_run / "model.safetensors", expect_exit=1)
+    assert "--init" in result.output and "Traceback" not in result.output
+
+
 def test_refine_one_file_keeps_size_and_encoding(dataset, trained_run, tmp_path):
     output = tmp_path / "fine.png"
     result = run("refine", dataset / "images" / "face_01.png", dataset / "coarse" / "face_01.png",

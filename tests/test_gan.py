@@ -10,7 +10,7 @@ from conftest import make_scene
 
 from c2f_cli.config import ModelConfig
 from c2f_cli.data import LoadedSample
-from c2f_cli.gan import Discriminator, adversarial_loss, coarse_only_loss
+from c2f_cli.gan import Discriminator, adversarial_loss, coarse_only_loss, shown_map
 from c2f_cli.labels import FASSEG_LABELS
 from c2f_cli.train import CHECKPOINT_NAME, TrainConfig, split_fine_and_coarse_only, train_model
 from c2f_cli.weights import load_tensors
@@ -85,3 +85,17 @@ def test_gan_resume_matches_an_uninterrupted_run(faces, tmp_path):
     resumed, _ = load_tensors(one_epoch / CHECKPOINT_NAME)
     assert whole.keys() == resumed.keys()
     assert all(torch.equal(whole[name], resumed[name]) for name in whole)
+
+
+def test_pixel_discriminator_sees_hard_maps_but_passes_gradients_to_the_generator():
+    logits = torch.randn(2, 6, 8, 8, requires_grad=True)
+    shown = shown_map("pixel", logits.softmax(dim=1))
+    hard = torch.nn.functional.one_hot(logits.detach().argmax(dim=1), 6).permute(0, 3, 1, 2).float()
+    assert torch.allclose(shown.detach(), hard, atol=1e-6)
+    (shown * torch.randn_like(shown)).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_image_discriminator_sees_probabilities_as_in_the_report():
+    probabilities = torch.rand(2, 6, 8, 8).softmax(dim=1)
+    assert torch.equal(shown_map("image", probabilities), probabilities)

@@ -174,3 +174,39 @@ def test_random_crops_have_the_crop_size_and_only_valid_class_ids():
         assert photo_crop.shape == (32, 32, 3) and photo_crop.dtype == np.uint8
         assert coarse_crop.shape == fine_crop.shape == (32, 32)
         assert set(np.unique(fine_crop)) <= set(np.unique(fine))
+
+
+def test_init_starts_from_the_given_weights(finished_run, synthetic_samples, tmp_path):
+    start, _, _ = load_weights(finished_run[0] / WEIGHTS_NAME)
+    # With a learning rate of 0 nothing moves, so the result is the starting point exactly.
+    weights = train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL,
+                          tiny_config(epochs=1, learning_rate=0.0, init_weights=str(finished_run[0] / WEIGHTS_NAME)),
+                          tmp_path)
+    finetuned, _, metadata = load_weights(weights)
+    for (name, before), after in zip(start.named_parameters(), finetuned.parameters()):
+        assert torch.equal(before, after), name
+    assert metadata["train_config"]["init_weights"].endswith(WEIGHTS_NAME)
+
+
+def test_init_with_another_architecture_is_a_clear_error(finished_run, synthetic_samples, tmp_path):
+    other = ModelConfig(width=8, depth=2)
+    with pytest.raises(C2FError, match="--init .* width=4"):
+        train_model(synthetic_samples, FASSEG_LABELS, other,
+                    tiny_config(init_weights=str(finished_run[0] / WEIGHTS_NAME)), tmp_path)
+
+
+def test_resume_of_a_finetuning_run_does_not_need_the_init_file_any_more(finished_run, synthetic_samples, tmp_path):
+    start = tmp_path / "start.safetensors"
+    start.write_bytes((finished_run[0] / WEIGHTS_NAME).read_bytes())
+    config = tiny_config(epochs=2, init_weights=str(start))
+
+    def stop_after_first_epoch(row: dict) -> None:
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "run",
+                    on_epoch=stop_after_first_epoch)
+    start.unlink()
+    train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "run", resume=True)
+    _, metadata = load_tensors(tmp_path / "run" / CHECKPOINT_NAME)
+    assert len(metadata["history"]) == 2
