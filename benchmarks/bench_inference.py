@@ -34,10 +34,11 @@ from PIL import Image
 from c2f_cli.backends import load_predictor
 from c2f_cli.config import ModelConfig
 from c2f_cli.data import Sample, find_samples
+from c2f_cli.folders import read_ahead
 from c2f_cli.labels import FASSEG_LABELS, write_label_map
 from c2f_cli.model import UNet
 from c2f_cli.onnx_backend import export_onnx, thread_count
-from c2f_cli.refine import SIZE_MULTIPLE, WindowSettings, goes_whole, read_ahead, refine_file
+from c2f_cli.refine import SIZE_MULTIPLE, WindowSettings, goes_whole, refine_file
 from c2f_cli.tiling import padded_size, plan_windows
 from c2f_cli.weights import default_weights_path, load_weights, save_weights
 

@@ -258,33 +258,6 @@ def note_conversion(note: Optional[str]) -> None:
         console.print(f"[cyan]note[/cyan]: {note}", highlight=False, soft_wrap=True)
 
 
-def check_folder_inputs(images: Path, coarse: Path, output: Path, overlay: Optional[Path]) -> None:
-    """Folder mode: refuse empty input folders and outputs that are files."""
-    from c2f_cli.data import IMAGE_SUFFIXES, images_by_stem
-
-    for folder in (images, coarse):
-        if not images_by_stem(folder):
-            fail(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); check the folder.")
-    for folder, option in ((output, "--output"), (overlay, "--overlay")):
-        if folder is not None and folder.exists() and not folder.is_dir():
-            fail(f"{folder} is a file, but in folder mode {option} names a folder.")
-
-
-def outputs_allowed(target: Path, overlay_target: Optional[Path], overwrite: bool, skip_existing: bool) -> str:
-    """For one pair in folder mode: "write", "skip", or why it must not be written.
-
-    The fine map is written last, so it marks a finished pair; an overlay without its map
-    is left over from an interrupted run and --skip-existing may replace it.
-    """
-    if overwrite:
-        return "write"
-    if target.exists():
-        return "skip" if skip_existing else f"{target} exists; pass --overwrite or --skip-existing"
-    if overlay_target is not None and overlay_target.exists() and not skip_existing:
-        return f"{overlay_target} exists; pass --overwrite or --skip-existing"
-    return "write"
-
-
 @contextlib.contextmanager
 def stop_after_current_image() -> Iterator[threading.Event]:
     """While active, a first Ctrl-C only sets the returned event (stop after this image); a second stops at once."""
@@ -307,52 +280,46 @@ def stop_after_current_image() -> Iterator[threading.Event]:
 def refine_folders(predictor, label_set, uses_coarse, images: Path, coarse: Path, output: Path, options: dict,
                    windows_dir: Optional[Path], overlay: Optional[Path], overwrite: bool, skip_existing: bool) -> None:
     """Folder mode: a bad or unpaired file is reported and skipped; Ctrl-C stops after the current image."""
-    from c2f_cli.data import pair_by_stem
-    from c2f_cli.refine import read_ahead, refine_file
+    from c2f_cli.folders import plan_folder, refine_folder
 
-    check_folder_inputs(images, coarse, output, overlay)
-    pairs, unpaired = pair_by_stem(images, coarse)
-    failures = [(path.name, f"{path} has no file of the same name in {coarse if path.parent == images else images}")
-                for path in unpaired]
-    if not pairs:
-        fail(f"no photo in {images} has a coarse map of the same name in {coarse}; unpaired: "
-             + ", ".join(path.name for path in unpaired[:10]) + (" ..." if len(unpaired) > 10 else ""))
-    plans = {stem: outputs_allowed(output / f"{stem}.png", overlay / f"{stem}.png" if overlay else None,
-                                   overwrite, skip_existing) for stem, _, _ in pairs}
+    pairs, unpaired = plan_folder(images, coarse, output, overlay, overwrite, skip_existing)
+    failures = [(outcome.stem, outcome.message) for outcome in unpaired]
     skipped, written, stopped_early = 0, 0, False
-    with progress_bar() as progress, stop_after_current_image() as stop_requested:
+    outcomes = refine_folder(predictor, label_set, uses_coarse, pairs, windows_dir=windows_dir, **options)
+    with progress_bar() as progress, stop_after_current_image() as stop_requested, contextlib.closing(outcomes):
         task = progress.add_task("refining", total=len(pairs), status="")
-        for (stem, photo_path, coarse_path), read_inputs in read_ahead(pairs, label_set,
-                                                                       lambda stem: plans[stem] == "write"):
+        for _ in pairs:  # check for a stop before asking for the next outcome, as asking starts that pair's work
             if stop_requested.is_set():
                 stopped_early = True
                 break
-            if plans[stem] == "skip":
+            try:
+                outcome = next(outcomes)
+            except KeyboardInterrupt:  # a second Ctrl-C: this image is dropped, nothing half-written
+                stopped_early = True
+                break
+            if outcome.status == "skipped":
                 skipped += 1
-            elif plans[stem] != "write":
-                failures.append((stem, plans[stem]))
+            elif outcome.status == "written":
+                note_conversion(outcome.result.photo_note)
+                warn_far_pixels(outcome.coarse, outcome.result.far_pixels)
+                written += 1
             else:
-                try:
-                    result = refine_file(
-                        predictor, label_set, uses_coarse, photo_path, coarse_path, output / f"{stem}.png",
-                        windows_dir=windows_dir / stem if windows_dir else None,
-                        overlay_path=overlay / f"{stem}.png" if overlay else None, inputs=read_inputs(), **options)
-                    note_conversion(result.photo_note)
-                    warn_far_pixels(coarse_path, result.far_pixels)
-                    written += 1
-                except C2FError as error:
-                    failures.append((stem, str(error)))
-                    progress.console.print(f"[red]failed[/red] {stem}: {error}", highlight=False, soft_wrap=True)
-                except KeyboardInterrupt:  # a second Ctrl-C: this image is dropped, nothing half-written
-                    stopped_early = True
-                    break
-            progress.update(task, advance=1, status=stem)
+                failures.append((outcome.stem, outcome.message))
+                if outcome.status == "failed":  # refused pairs are only listed in the summary
+                    progress.console.print(f"[red]failed[/red] {outcome.stem}: {outcome.message}", highlight=False,
+                                           soft_wrap=True)
+            progress.update(task, advance=1, status=outcome.stem)
+    not_done = len(pairs) - written - skipped - len(failures) + len(unpaired)
+    finish_folder_mode(written, skipped, failures, not_done if stopped_early else None)
+
+
+def finish_folder_mode(written: int, skipped: int, failures: list[tuple[str, str]], not_done: Optional[int]) -> None:
+    """Print folder mode's summary and failures; exit 130 when it stopped early (not_done given), 1 on failures."""
     console.print(f"[green]{written} written[/green], {skipped} skipped, {len(failures)} failed"
-                  + (f", {len(pairs) - written - skipped - len(failures) + len(unpaired)} not done." if stopped_early
-                     else "."), highlight=False)
+                  + (f", {not_done} not done." if not_done is not None else "."), highlight=False)
     for stem, message in failures:
         console.print(f"  [red]{stem}[/red]: {message}", highlight=False, soft_wrap=True)
-    if stopped_early:
+    if not_done is not None:
         console.print("[yellow]interrupted[/yellow]: finished maps are intact; re-run with --skip-existing to "
                       "continue.", highlight=False, soft_wrap=True)
         raise typer.Exit(130)

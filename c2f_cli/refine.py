@@ -236,28 +236,6 @@ def read_inputs(photo_path: Path, coarse_path: Path, labels: LabelSet) -> tuple[
     return photo, coarse
 
 
-def read_ahead(pairs: list[tuple[str, Path, Path]], labels: LabelSet, wanted: Callable[[str], bool]
-               ) -> Iterator[tuple[tuple[str, Path, Path], Callable[[], tuple[np.ndarray, LabelMap]]]]:
-    """Yield each (stem, photo, coarse) pair with a function returning its read_inputs.
-
-    The next wanted pair is decoded on a background thread while the caller refines
-    the current one (the network and most of numpy release the GIL), so decoding
-    overlaps inference. A reading error is raised when the function is called.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-    from functools import partial
-
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        def start(pair: tuple[str, Path, Path]):
-            return reader.submit(read_inputs, pair[1], pair[2], labels) if wanted(pair[0]) else None
-
-        upcoming = start(pairs[0]) if pairs else None
-        for index, pair in enumerate(pairs):
-            current = upcoming
-            upcoming = start(pairs[index + 1]) if index + 1 < len(pairs) else None
-            yield pair, current.result if current else partial(read_inputs, pair[1], pair[2], labels)
-
-
 def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo_path: Path, coarse_path: Path,
                 output_path: Path, settings: WindowSettings = WindowSettings(), output_format: str | None = None,
                 strict: bool = False, windows_dir: Path | None = None, overlay_path: Path | None = None,

@@ -192,3 +192,4 @@ def test_window_settings_are_checked(settings, message):
 def test_make_scene_gives_a_coarse_map_that_differs_from_the_fine_one():
     _, coarse, fine = make_scene(40, 40)
     assert 0.05 < (coarse != fine).mean() < 0.5  # refining has something to do, but not everything
+
