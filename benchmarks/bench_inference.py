@@ -32,13 +32,13 @@ import torch
 from PIL import Image
 
 from c2f_cli.backends import load_predictor
-from c2f_cli.config import ModelConfig
+from c2f_cli.config import SIZE_MULTIPLE, ModelConfig, TrainConfig, WindowSettings
 from c2f_cli.data import Sample, find_samples
 from c2f_cli.folders import read_ahead
 from c2f_cli.labels import FASSEG_LABELS, write_label_map
 from c2f_cli.model import UNet
 from c2f_cli.onnx_backend import export_onnx, thread_count
-from c2f_cli.refine import SIZE_MULTIPLE, WindowSettings, goes_whole, refine_file
+from c2f_cli.refine import goes_whole, refine_file
 from c2f_cli.tiling import padded_size, plan_windows
 from c2f_cli.weights import default_weights_path, load_weights, save_weights
 
@@ -273,7 +273,7 @@ def time_training(data: Path, config: ModelConfig, recipe: dict, max_epochs: int
     soon the shipped recipe passes the seed report's accuracy, not how some other recipe does.
     """
     from c2f_cli.data import load_sample
-    from c2f_cli.train import TrainConfig, train_model
+    from c2f_cli.train import train_model
 
     samples = [load_sample(sample, FASSEG_LABELS) for sample in find_samples(data)]
     train_config = TrainConfig(**recipe) if recipe else TrainConfig(epochs=max_epochs)

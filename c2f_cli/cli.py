@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from c2f_cli.config import ModelConfig, TrainConfig, WindowSettings
 from c2f_cli.errors import C2FError
 
 app = typer.Typer(
@@ -84,15 +85,15 @@ def train(
                                                        "or images/, coarse/, fine/ matched by file stem.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint, log.csv, curves.png, model.safetensors.")],
     mode: Annotated[str, typer.Option(help="conditional (photo + coarse map), segment (RGB-only baseline) "
-                                           "or gan (semi-supervised, uses coarse-only faces too).")] = "conditional",
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training faces.")] = 40,
-    crops_per_image: Annotated[int, typer.Option(min=1, help="Random crops per face per epoch.")] = 8,
-    crop_size: Annotated[int, typer.Option(min=32, help="Side of a training crop in pixels (a multiple of 2**depth).")] = 256,
-    batch_size: Annotated[int, typer.Option(min=1, help="Crops per optimiser step.")] = 8,
-    lr: Annotated[float, typer.Option(min=0.0, help="Adam's learning rate (cosine decay to zero).")] = 2e-4,
+                                           "or gan (semi-supervised, uses coarse-only faces too).")] = TrainConfig.mode,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training faces.")] = TrainConfig.epochs,
+    crops_per_image: Annotated[int, typer.Option(min=1, help="Random crops per face per epoch.")] = TrainConfig.crops_per_image,
+    crop_size: Annotated[int, typer.Option(min=32, help="Side of a training crop in pixels (a multiple of 2**depth).")] = TrainConfig.crop_size,
+    batch_size: Annotated[int, typer.Option(min=1, help="Crops per optimiser step.")] = TrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam's learning rate (cosine decay to zero).")] = TrainConfig.learning_rate,
     class_weight_power: Annotated[float, typer.Option(
-        help="Loss weight of a class = its pixel frequency ** -power: 1 = inverse frequency, 0 = unweighted.")] = 1.0,
-    validation_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of faces held out.")] = 0.2,
+        help="Loss weight of a class = its pixel frequency ** -power: 1 = inverse frequency, 0 = unweighted.")] = TrainConfig.class_weight_power,
+    validation_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of faces held out.")] = TrainConfig.validation_fraction,
     width: Annotated[Optional[int], typer.Option(
         min=2, help="Channels of the U-Net's first level. Default: 16, or the --init model's.")] = None,
     depth: Annotated[Optional[int], typer.Option(
@@ -100,15 +101,15 @@ def train(
     init: Annotated[Optional[Path], typer.Option(
         "--init", help="Start from these weights instead of random ones (fine-tuning), e.g. "
                        "weights/fasseg.safetensors; its label set and architecture must match.")] = None,
-    seed: Annotated[int, typer.Option(help="Fixes split, initialisation and augmentation: runs repeat exactly.")] = 0,
+    seed: Annotated[int, typer.Option(help="Fixes split, initialisation and augmentation: runs repeat exactly.")] = TrainConfig.seed,
     fine_fraction: Annotated[Optional[float], typer.Option(
         min=0.0, max=1.0, help="Share of training faces that keep their fine maps; the rest are coarse-only. "
                                "Default: 0.4 with --mode gan (20 of 50, as in the seed report), else 1.")] = None,
     discriminator: Annotated[str, typer.Option(
         help="gan: pixel (per-pixel confidence, pseudo-labels; the default that works) or image "
-             "(the seed report's one score per map, which collapses in step 2).")] = "pixel",
+             "(the seed report's one score per map, which collapses in step 2).")] = TrainConfig.discriminator,
     step2_fraction: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="gan: share of epochs in step 2, learning from coarse-only faces.")] = 0.5,
+        min=0.0, max=1.0, help="gan: share of epochs in step 2, learning from coarse-only faces.")] = TrainConfig.step2_fraction,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint "
                                                              "(starts afresh if it has none yet).")] = False,
     labels: LabelsOption = None,
@@ -117,10 +118,9 @@ def train(
 
     Example: c2f train --data ../shared/data/FASSEG --out runs/fasseg --epochs 40
     """
-    from c2f_cli.config import ModelConfig
     from c2f_cli.data import find_samples, load_sample
     from c2f_cli.labels import load_label_set
-    from c2f_cli.train import TrainConfig, train_model
+    from c2f_cli.train import train_model
     from c2f_cli.weights import check_model_config, load_tensors
 
     if out.exists() and not out.is_dir():
@@ -192,10 +192,10 @@ def refine(
                                                "it runs about twice as fast on a CPU; torch for .safetensors), "
                                                "torch, or onnx.")] = "auto",
     device: DeviceOption = "auto",
-    window: Annotated[int, typer.Option(help="Window side in pixels (multiple of 32).")] = 256,
-    overlap: Annotated[int, typer.Option(help="Pixels neighbouring windows share; blended smoothly, so no seams.")] = 64,
-    batch_size: Annotated[int, typer.Option(help="Windows per network call.")] = 8,
-    whole_image: Annotated[bool, typer.Option("--whole-image", help="Always one pass over the whole image.")] = False,
+    window: Annotated[int, typer.Option(help="Window side in pixels (multiple of 32).")] = WindowSettings.window,
+    overlap: Annotated[int, typer.Option(help="Pixels neighbouring windows share; blended smoothly, so no seams.")] = WindowSettings.overlap,
+    batch_size: Annotated[int, typer.Option(help="Windows per network call.")] = WindowSettings.batch_size,
+    whole_image: Annotated[bool, typer.Option("--whole-image", help="Always one pass over the whole image.")] = WindowSettings.whole_image,
     windows_only: Annotated[bool, typer.Option("--windows", help="Always windows. By default images up to 1 megapixel "
                                                                 "go through in one (seamless, faster) pass, larger ones in windows.")] = False,
     output_format: Annotated[Optional[str], typer.Option("--format", help="color, palette or index. Default: as the coarse map.")] = None,
@@ -212,7 +212,7 @@ def refine(
     """
     from c2f_cli.backends import load_predictor
     from c2f_cli.labels import ENCODINGS, load_label_set
-    from c2f_cli.refine import WindowSettings, refine_file
+    from c2f_cli.refine import refine_file
 
     settings = WindowSettings(window, overlap, batch_size, whole_image)
     if whole_image and windows_only:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+from c2f_cli.errors import C2FError
 
 
 @dataclass(frozen=True)
@@ -18,3 +21,54 @@ class ModelConfig:
     def in_channels(self) -> int:
         """RGB plus one channel per class of the coarse map when conditioned."""
         return 3 + (self.num_classes if self.use_coarse else 0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that shapes a training run besides the model's architecture."""
+
+    mode: str = "conditional"  # conditional | segment | gan
+    epochs: int = 40  # passes over the training faces
+    crops_per_image: int = 8  # random crops drawn from each training face per epoch
+    crop_size: int = 256  # side of a training crop, in pixels
+    batch_size: int = 8  # crops per optimiser step
+    learning_rate: float = 2e-4  # Adam's, as in the seed report; decays on a cosine
+    class_weight_power: float = 1.0  # loss weight = class frequency ** -power (1 = inverse)
+    validation_fraction: float = 0.2  # share of fine-labelled faces held out
+    seed: int = 0  # fixes split, initialisation, crops and augmentation
+    fine_fraction: float | None = None  # share of training faces keeping fine maps; None: 0.4 for gan, else 1.0
+    discriminator: str = "pixel"  # gan: pixel (per-pixel confidence) or image (the seed report's)
+    step2_fraction: float = 0.5  # gan: share of epochs spent in step 2, on coarse-only faces too
+    init_weights: str = ""  # weights file to start from (fine-tuning); "" = random initialisation
+
+    def resolved(self) -> TrainConfig:
+        """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""
+        if self.fine_fraction is not None:
+            return self
+        return dataclasses.replace(self, fine_fraction=0.4 if self.mode == "gan" else 1.0)
+
+
+# The U-Net halves the size up to five times, so inputs are padded to multiples of 32.
+SIZE_MULTIPLE = 32
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """How an image is cut into windows for the network."""
+
+    window: int = 256  # side of a square window, in pixels (a multiple of 32)
+    overlap: int = 64  # pixels shared by neighbouring windows, blended smoothly
+    batch_size: int = 8  # windows per network call
+    whole_image: bool = False  # always one window covering the whole padded image
+    # Images up to this many (padded) pixels go through in one pass anyway: a single pass
+    # needs no overlap, so it does half the work of windows on a face and is seamless by
+    # construction. Larger photos are windowed so memory stays bounded. 0 = always windows.
+    whole_image_max_pixels: int = 1024 * 1024
+
+    def check(self) -> None:
+        if self.window < SIZE_MULTIPLE or self.window % SIZE_MULTIPLE:
+            raise C2FError(f"--window must be a positive multiple of {SIZE_MULTIPLE}, got {self.window}.")
+        if not 0 <= self.overlap < self.window:
+            raise C2FError(f"--overlap must be at least 0 and below --window ({self.window}), got {self.overlap}.")
+        if self.batch_size < 1:
+            raise C2FError(f"--batch-size must be at least 1, got {self.batch_size}.")

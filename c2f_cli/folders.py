@@ -14,10 +14,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from c2f_cli.config import WindowSettings
 from c2f_cli.data import IMAGE_SUFFIXES, images_by_stem, pair_by_stem
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelMap, LabelSet
-from c2f_cli.refine import RefineResult, WindowSettings, read_inputs, refine_file
+from c2f_cli.refine import RefineResult, read_inputs, refine_file
 from c2f_cli.tiling import Predictor
 
 

@@ -27,8 +27,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from c2f_cli.config import TrainConfig
 from c2f_cli.data import LoadedSample
-from c2f_cli.train import Run, TrainConfig, make_batch, random_crop, set_learning_rate
+from c2f_cli.train import Run, make_batch, random_crop, set_learning_rate
 
 DISCRIMINATORS = ("pixel", "image")
 ADVERSARIAL_WEIGHT = 0.01  # Hung et al.'s lambda_adv: small, the cross-entropy leads

@@ -15,36 +15,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from c2f_cli.config import SIZE_MULTIPLE, WindowSettings
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelMap, LabelSet, write_atomically
 from c2f_cli.score import Scores, confusion_matrix, scores_from_confusion
 from c2f_cli.tiling import Box, Predictor, pad_image, padded_size, predict_windows, stitch_windows
 
-# The U-Net halves the size up to five times, so inputs are padded to multiples of 32.
-SIZE_MULTIPLE = 32
 MANIFEST_NAME = "manifest.json"
-
-
-@dataclass(frozen=True)
-class WindowSettings:
-    """How an image is cut into windows for the network."""
-
-    window: int = 256  # side of a square window, in pixels (a multiple of 32)
-    overlap: int = 64  # pixels shared by neighbouring windows, blended smoothly
-    batch_size: int = 8  # windows per network call
-    whole_image: bool = False  # always one window covering the whole padded image
-    # Images up to this many (padded) pixels go through in one pass anyway: a single pass
-    # needs no overlap, so it does half the work of windows on a face and is seamless by
-    # construction. Larger photos are windowed so memory stays bounded. 0 = always windows.
-    whole_image_max_pixels: int = 1024 * 1024
-
-    def check(self) -> None:
-        if self.window < SIZE_MULTIPLE or self.window % SIZE_MULTIPLE:
-            raise C2FError(f"--window must be a positive multiple of {SIZE_MULTIPLE}, got {self.window}.")
-        if not 0 <= self.overlap < self.window:
-            raise C2FError(f"--overlap must be at least 0 and below --window ({self.window}), got {self.overlap}.")
-        if self.batch_size < 1:
-            raise C2FError(f"--batch-size must be at least 1, got {self.batch_size}.")
 
 
 def class_ids(probabilities: np.ndarray) -> np.ndarray:

@@ -22,42 +22,17 @@ from PIL import Image
 from torch import nn
 
 from c2f_cli.backends import torch_predictor
-from c2f_cli.config import ModelConfig
+from c2f_cli.config import ModelConfig, TrainConfig, WindowSettings
 from c2f_cli.data import LoadedSample
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelSet, write_atomically
 from c2f_cli.model import UNet
-from c2f_cli.refine import WindowSettings, score_refinement
+from c2f_cli.refine import score_refinement
 from c2f_cli.tiling import network_input, pad_image
 from c2f_cli.weights import load_tensors, model_metadata, save_tensors, save_weights
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 WEIGHTS_NAME = "model.safetensors"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that shapes a training run besides the model's architecture."""
-
-    mode: str = "conditional"  # conditional | segment | gan
-    epochs: int = 40  # passes over the training faces
-    crops_per_image: int = 8  # random crops drawn from each training face per epoch
-    crop_size: int = 256  # side of a training crop, in pixels
-    batch_size: int = 8  # crops per optimiser step
-    learning_rate: float = 2e-4  # Adam's, as in the seed report; decays on a cosine
-    class_weight_power: float = 1.0  # loss weight = class frequency ** -power (1 = inverse)
-    validation_fraction: float = 0.2  # share of fine-labelled faces held out
-    seed: int = 0  # fixes split, initialisation, crops and augmentation
-    fine_fraction: float | None = None  # share of training faces keeping fine maps; None: 0.4 for gan, else 1.0
-    discriminator: str = "pixel"  # gan: pixel (per-pixel confidence) or image (the seed report's)
-    step2_fraction: float = 0.5  # gan: share of epochs spent in step 2, on coarse-only faces too
-    init_weights: str = ""  # weights file to start from (fine-tuning); "" = random initialisation
-
-    def resolved(self) -> TrainConfig:
-        """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""
-        if self.fine_fraction is not None:
-            return self
-        return dataclasses.replace(self, fine_fraction=0.4 if self.mode == "gan" else 1.0)
 
 
 def split_samples(samples: list[LoadedSample], fraction: float, seed: int) -> tuple[list, list]:

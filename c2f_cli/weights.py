@@ -15,12 +15,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from c2f_cli.config import ModelConfig
+from c2f_cli.config import SIZE_MULTIPLE, ModelConfig
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelSet, check_labels, write_atomically
 from c2f_cli.model import UNet
 from c2f_cli.paths import FORMAT_VERSION, default_weights_path
-from c2f_cli.refine import SIZE_MULTIPLE
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:

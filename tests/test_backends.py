@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from c2f_cli.backends import load_predictor
 from c2f_cli.cli import app
-from c2f_cli.config import ModelConfig
+from c2f_cli.config import ModelConfig, WindowSettings
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import FASSEG_LABELS, LabelSet, read_label_map, write_label_map
 from c2f_cli.model import UNet
 from c2f_cli.onnx_backend import INPUT_NAME, OUTPUT_NAME, export_onnx, onnx_predictor
-from c2f_cli.refine import WindowSettings, refine_probabilities
+from c2f_cli.refine import refine_probabilities
 from c2f_cli.tiling import network_input
 from c2f_cli.weights import save_weights
 from conftest import make_scene

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from c2f_cli.config import WindowSettings
 from c2f_cli.errors import C2FError
 from c2f_cli.folders import FolderPair, check_folder_inputs, outputs_allowed, plan_folder, refine_folder
 from c2f_cli.labels import FASSEG_LABELS, read_label_map
-from c2f_cli.refine import WindowSettings
 from conftest import coarse_echo_predictor, make_scene, write_scene_files
 
 NUM_CLASSES = FASSEG_LABELS.num_classes

@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import make_scene
 
-from c2f_cli.config import ModelConfig
+from c2f_cli.config import ModelConfig, TrainConfig
 from c2f_cli.data import LoadedSample
 from c2f_cli.gan import Discriminator, adversarial_loss, coarse_only_loss, shown_map
 from c2f_cli.labels import FASSEG_LABELS
-from c2f_cli.train import CHECKPOINT_NAME, TrainConfig, split_fine_and_coarse_only, train_model
+from c2f_cli.train import CHECKPOINT_NAME, split_fine_and_coarse_only, train_model
 from c2f_cli.weights import load_tensors
 
 

@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import save_file
 
-from c2f_cli.config import ModelConfig
+from c2f_cli.config import ModelConfig, WindowSettings
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import (
     FASSEG_LABELS, LabelSet, load_label_set, read_label_map, read_photo, write_label_map,
 )
 from c2f_cli.model import UNet
-from c2f_cli.refine import MANIFEST_NAME, WindowSettings, refine_map, refine_probabilities, stitch_folder
+from c2f_cli.refine import MANIFEST_NAME, refine_map, refine_probabilities, stitch_folder
 from c2f_cli.tiling import pad_image, padded_size, plan_windows, stitch_windows
 from c2f_cli.weights import load_weights, save_weights
 

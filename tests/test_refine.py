@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from c2f_cli.backends import load_predictor
+from c2f_cli.config import WindowSettings
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import ENCODINGS, FASSEG_LABELS, read_label_map, write_label_map
 from c2f_cli.refine import (
-    MANIFEST_NAME, WindowSettings, class_ids, refine_file, refine_map, refine_probabilities, stitch_folder,
+    MANIFEST_NAME, class_ids, refine_file, refine_map, refine_probabilities, stitch_folder,
 )
 from conftest import coarse_echo_predictor, make_scene
 

@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 
 import c2f_cli.backends
 from c2f_cli.cli import app
-from c2f_cli.config import ModelConfig
+from c2f_cli.config import ModelConfig, TrainConfig
 from c2f_cli.data import find_samples, load_sample
 from c2f_cli.labels import FASSEG_LABELS, read_label_map, write_label_map
-from c2f_cli.train import CHECKPOINT_NAME, WEIGHTS_NAME, TrainConfig, train_model
+from c2f_cli.train import CHECKPOINT_NAME, WEIGHTS_NAME, train_model
 from c2f_cli.weights import load_tensors
 from conftest import make_generic_dataset, make_scene
 

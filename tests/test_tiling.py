@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from c2f_cli.refine import WindowSettings, refine_map, refine_probabilities
+from c2f_cli.config import WindowSettings
+from c2f_cli.refine import refine_map, refine_probabilities
 from c2f_cli.tiling import (
     PHOTO_MEAN, PHOTO_SPREAD, Box, blend_weight, network_input, pad_image, plan_windows, predict_windows,
     stitch_windows, window_starts,

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from c2f_cli.config import ModelConfig
+from c2f_cli.config import ModelConfig, TrainConfig
 from c2f_cli.data import LoadedSample, find_samples, load_sample
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import FASSEG_LABELS
-from c2f_cli.train import CHECKPOINT_NAME, WEIGHTS_NAME, TrainConfig, class_weights, random_crop, split_samples, train_model
+from c2f_cli.train import CHECKPOINT_NAME, WEIGHTS_NAME, class_weights, random_crop, split_samples, train_model
 from c2f_cli.weights import load_tensors, load_weights
 from conftest import make_generic_dataset, make_scene
 

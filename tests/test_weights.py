@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from c2f_cli.config import ModelConfig
+from c2f_cli.config import ModelConfig, WindowSettings
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import FASSEG_LABELS, LabelSet
 from c2f_cli.model import UNet
@@ -75,7 +75,7 @@ def test_tensors_that_do_not_match_the_stored_config_are_refused(tmp_path):
 
 def test_a_model_deeper_than_refine_pads_for_is_refused_and_depth_five_refines(tmp_path):
     from c2f_cli.backends import torch_predictor
-    from c2f_cli.refine import WindowSettings, refine_map
+    from c2f_cli.refine import refine_map
 
     save_weights(tmp_path / "deep.safetensors", UNet(ModelConfig(width=2, depth=6)), FASSEG_LABELS)
     with pytest.raises(C2FError, match=r"deep.safetensors: its model halves its input 6 times.*--depth 5 or less"):
