@@ -71,6 +71,13 @@ def one_hot(class_ids: torch.Tensor, num_classes: int) -> torch.Tensor:
     return functional.one_hot(class_ids, num_classes).permute(0, 3, 1, 2).float()
 
 
+def output_probabilities(logits: torch.Tensor, loss_weights: torch.Tensor) -> torch.Tensor:
+    """(N, K, H, W) probabilities of the map the model outputs: training logits with the log of the
+    loss weights taken out, as UNet does at inference (raw training logits over-predict rare classes,
+    and pseudo-labels taken from them teach that bias back, growing it)."""
+    return (logits - loss_weights.log()[:, None, None]).softmax(dim=1)
+
+
 def shown_map(kind: str, probabilities: torch.Tensor) -> torch.Tensor:
     """What the discriminator sees of a generated map: pixel: its one-hot argmax, with the
     probabilities' gradient (straight-through); image: the probabilities, as in the report."""
@@ -95,13 +102,13 @@ def discriminator_step(discriminator: Discriminator, optimizer: torch.optim.Opti
 def coarse_only_loss(discriminator: Discriminator, photo: torch.Tensor, logits: torch.Tensor,
                      loss_weights: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Step 2's generator loss on faces without fine maps, and the share of pixels it teaches."""
-    probabilities = logits.softmax(dim=1)
+    probabilities = output_probabilities(logits, loss_weights)
     scores = discriminator(photo, shown_map(discriminator.kind, probabilities))
     fooling = adversarial_loss(discriminator.kind, scores, real=True)
     if discriminator.kind == "image":
         return fooling, 0.0  # the seed report: nothing but the discriminator's verdict
     confident = torch.sigmoid(scores.detach())[:, 0] > CONFIDENCE_THRESHOLD  # (N, H, W)
-    pseudo_labels = torch.where(confident, logits.detach().argmax(dim=1), torch.full_like(confident, -1, dtype=torch.long))
+    pseudo_labels = torch.where(confident, probabilities.detach().argmax(dim=1), torch.full_like(confident, -1, dtype=torch.long))
     semi = functional.cross_entropy(logits, pseudo_labels, weight=loss_weights, ignore_index=-1) \
         if confident.any() else logits.sum() * 0
     return ADVERSARIAL_WEIGHT * fooling + SEMI_WEIGHT * semi, confident.float().mean().item()
@@ -127,11 +134,11 @@ def train_gan_epoch(run: Run, fine_samples: list[LoadedSample], coarse_only: lis
         crops = [random_crop(fine_samples[index], fine_samples[index].fine, config.crop_size, rng) for index in chosen]
         inputs, targets = make_batch(crops, num_classes, True, rng)
         logits = run.model(inputs)
+        probabilities = output_probabilities(logits, weights)
         if not (second_step and run.discriminator.kind == "image"):  # the report froze its discriminator in step 2
             totals["discriminator_loss"] += discriminator_step(
-                run.discriminator, run.discriminator_optimizer, inputs[:, :3], targets, logits.softmax(dim=1),
-                num_classes)
-        shown = shown_map(run.discriminator.kind, logits.softmax(dim=1))
+                run.discriminator, run.discriminator_optimizer, inputs[:, :3], targets, probabilities, num_classes)
+        shown = shown_map(run.discriminator.kind, probabilities)
         fooling = adversarial_loss(run.discriminator.kind, run.discriminator(inputs[:, :3], shown), True)
         supervised = functional.cross_entropy(logits, targets, weight=weights)
         if second_step and run.discriminator.kind == "image":

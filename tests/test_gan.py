@@ -10,7 +10,7 @@ from conftest import make_scene
 
 from c2f_cli.config import ModelConfig, TrainConfig
 from c2f_cli.data import LoadedSample
-from c2f_cli.gan import Discriminator, adversarial_loss, coarse_only_loss, shown_map
+from c2f_cli.gan import Discriminator, adversarial_loss, coarse_only_loss, output_probabilities, shown_map
 from c2f_cli.labels import FASSEG_LABELS
 from c2f_cli.train import CHECKPOINT_NAME, split_fine_and_coarse_only, train_model
 from c2f_cli.weights import load_tensors
@@ -99,3 +99,21 @@ def test_pixel_discriminator_sees_hard_maps_but_passes_gradients_to_the_generato
 def test_image_discriminator_sees_probabilities_as_in_the_report():
     probabilities = torch.rand(2, 6, 8, 8).softmax(dim=1)
     assert torch.equal(shown_map("image", probabilities), probabilities)
+
+
+def test_pseudo_labels_come_from_the_map_the_model_outputs_not_the_weighted_training_logits():
+    # Raw logits favour class 1, but only because its loss weight is 20 times class 0's.
+    logits = torch.zeros(1, 2, 32, 32)
+    logits[:, 1] = 1.0
+    loss_weights = torch.tensor([1.0, 20.0])
+    assert output_probabilities(logits, loss_weights).argmax(dim=1).eq(0).all()
+    discriminator = Discriminator(num_classes=2, kind="pixel", width=4)
+    with torch.no_grad():
+        discriminator.classifier.weight.zero_()
+        discriminator.classifier.bias.fill_(20.0)  # trusts every pixel
+    logits.requires_grad_(True)
+    loss, confident_share = coarse_only_loss(discriminator, torch.randn(1, 3, 32, 32), logits, loss_weights)
+    assert confident_share == 1.0
+    loss.backward()
+    # Learning the pseudo-label 0 pushes class 0's logit up everywhere.
+    assert (logits.grad[:, 0] < 0).all()
