@@ -81,9 +81,9 @@ def main() -> None:
     runs = {
         "conditional": ("conditional", {}),
         "conditional_fine_only": ("conditional", {"fine_fraction": 0.4}),
-        "gan_pixel": ("gan", {"fine_fraction": 0.4, "discriminator": "pixel"}),
         "gan_image": ("gan", {"fine_fraction": 0.4, "discriminator": "image"}),
         "segment": ("segment", {}),
+        "gan_pixel": ("gan", {"fine_fraction": 0.4, "discriminator": "pixel"}),
     }
     results = {}
     for name, (mode, overrides) in runs.items():

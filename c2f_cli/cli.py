@@ -83,17 +83,23 @@ def run_command(function):
 def train(
     data: Annotated[Path, typer.Option("--data", help="Dataset folder: FASSEG's layout (V1/ coarse, V2/ fine) "
                                                        "or images/, coarse/, fine/ matched by file stem.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint, log.csv, curves.png, model.safetensors.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Run folder: checkpoint, log.csv, curves.png, model.safetensors.")],
     mode: Annotated[str, typer.Option(help="conditional (photo + coarse map), segment (RGB-only baseline) "
                                            "or gan (semi-supervised, uses coarse-only faces too).")] = TrainConfig.mode,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training faces.")] = TrainConfig.epochs,
-    crops_per_image: Annotated[int, typer.Option(min=1, help="Random crops per face per epoch.")] = TrainConfig.crops_per_image,
-    crop_size: Annotated[int, typer.Option(min=32, help="Side of a training crop in pixels (a multiple of 2**depth).")] = TrainConfig.crop_size,
+    crops_per_image: Annotated[int, typer.Option(
+        min=1, help="Random crops per face per epoch.")] = TrainConfig.crops_per_image,
+    crop_size: Annotated[int, typer.Option(
+        min=32, help="Side of a training crop in pixels (a multiple of 2**depth).")] = TrainConfig.crop_size,
     batch_size: Annotated[int, typer.Option(min=1, help="Crops per optimiser step.")] = TrainConfig.batch_size,
-    lr: Annotated[float, typer.Option(min=0.0, help="Adam's learning rate (cosine decay to zero).")] = TrainConfig.learning_rate,
+    lr: Annotated[float, typer.Option(
+        min=0.0, help="Adam's learning rate (cosine decay to zero).")] = TrainConfig.learning_rate,
     class_weight_power: Annotated[float, typer.Option(
-        help="Loss weight of a class = its pixel frequency ** -power: 1 = inverse frequency, 0 = unweighted.")] = TrainConfig.class_weight_power,
-    validation_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of faces held out.")] = TrainConfig.validation_fraction,
+        help="Loss weight of a class = its pixel frequency ** -power: 1 = inverse frequency, 0 = unweighted.")
+    ] = TrainConfig.class_weight_power,
+    validation_fraction: Annotated[float, typer.Option(
+        min=0.0, max=0.9, help="Share of faces held out.")] = TrainConfig.validation_fraction,
     width: Annotated[Optional[int], typer.Option(
         min=2, help="Channels of the U-Net's first level. Default: 16, or the --init model's.")] = None,
     depth: Annotated[Optional[int], typer.Option(
@@ -101,7 +107,8 @@ def train(
     init: Annotated[Optional[Path], typer.Option(
         "--init", help="Start from these weights instead of random ones (fine-tuning), e.g. "
                        "weights/fasseg.safetensors; its label set and architecture must match.")] = None,
-    seed: Annotated[int, typer.Option(help="Fixes split, initialisation and augmentation: runs repeat exactly.")] = TrainConfig.seed,
+    seed: Annotated[int, typer.Option(
+        help="Fixes split, initialisation and augmentation: runs repeat exactly.")] = TrainConfig.seed,
     fine_fraction: Annotated[Optional[float], typer.Option(
         min=0.0, max=1.0, help="Share of training faces that keep their fine maps; the rest are coarse-only. "
                                "Default: 0.4 with --mode gan (20 of 50, as in the seed report), else 1.")] = None,
@@ -109,7 +116,8 @@ def train(
         help="gan: pixel (per-pixel confidence, pseudo-labels; the default that works) or image "
              "(the seed report's one score per map, which collapses in step 2).")] = TrainConfig.discriminator,
     step2_fraction: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="gan: share of epochs in step 2, learning from coarse-only faces.")] = TrainConfig.step2_fraction,
+        min=0.0, max=1.0, help="gan: share of epochs in step 2, learning from coarse-only faces.")
+    ] = TrainConfig.step2_fraction,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint "
                                                              "(starts afresh if it has none yet).")] = False,
     labels: LabelsOption = None,
@@ -184,7 +192,8 @@ def output_allowed(path: Path, overwrite: bool) -> None:
 @run_command
 def refine(
     image: Annotated[Path, typer.Argument(help="A photo, or a folder of photos.")],
-    coarse: Annotated[Path, typer.Argument(help="Its coarse map, or a folder of maps paired with the photos by file stem.")],
+    coarse: Annotated[Path, typer.Argument(
+        help="Its coarse map, or a folder of maps paired with the photos by file stem.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Fine map to write (a folder in folder mode).")],
     weights: WeightsOption = None,
     labels: LabelsOption = None,
@@ -193,17 +202,25 @@ def refine(
                                                "torch, or onnx.")] = "auto",
     device: DeviceOption = "auto",
     window: Annotated[int, typer.Option(help="Window side in pixels (multiple of 32).")] = WindowSettings.window,
-    overlap: Annotated[int, typer.Option(help="Pixels neighbouring windows share; blended smoothly, so no seams.")] = WindowSettings.overlap,
+    overlap: Annotated[int, typer.Option(
+        help="Pixels neighbouring windows share; blended smoothly, so no seams.")] = WindowSettings.overlap,
     batch_size: Annotated[int, typer.Option(help="Windows per network call.")] = WindowSettings.batch_size,
-    whole_image: Annotated[bool, typer.Option("--whole-image", help="Always one pass over the whole image.")] = WindowSettings.whole_image,
-    windows_only: Annotated[bool, typer.Option("--windows", help="Always windows. By default images up to 1 megapixel "
-                                                                "go through in one (seamless, faster) pass, larger ones in windows.")] = False,
-    output_format: Annotated[Optional[str], typer.Option("--format", help="color, palette or index. Default: as the coarse map.")] = None,
-    windows_dir: Annotated[Optional[Path], typer.Option(help="Also save each window's class probabilities here, for `c2f stitch`.")] = None,
-    overlay: Annotated[Optional[Path], typer.Option(help="Write a side-by-side check image (a folder in folder mode).")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Refuse coarse maps with colours far from every palette colour.")] = False,
+    whole_image: Annotated[bool, typer.Option(
+        "--whole-image", help="Always one pass over the whole image.")] = WindowSettings.whole_image,
+    windows_only: Annotated[bool, typer.Option(
+        "--windows", help="Always windows. By default images up to 1 megapixel "
+                          "go through in one (seamless, faster) pass, larger ones in windows.")] = False,
+    output_format: Annotated[Optional[str], typer.Option(
+        "--format", help="color, palette or index. Default: as the coarse map.")] = None,
+    windows_dir: Annotated[Optional[Path], typer.Option(
+        help="Also save each window's class probabilities here, for `c2f stitch`.")] = None,
+    overlay: Annotated[Optional[Path], typer.Option(
+        help="Write a side-by-side check image (a folder in folder mode).")] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Refuse coarse maps with colours far from every palette colour.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Folder mode: leave pairs whose output exists (resume a big job).")] = False,
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing", help="Folder mode: leave pairs whose output exists (resume a big job).")] = False,
 ) -> None:
     """Refine coarse maps into fine maps with a trained model.
 
@@ -385,7 +402,8 @@ def export(
 def score(
     predicted: Annotated[Path, typer.Argument(help="Predicted map, or folder of maps.")],
     fine: Annotated[Path, typer.Argument(help="Fine ground truth (file or folder, paired by stem).")],
-    coarse: Annotated[Optional[Path], typer.Option(help="Coarse maps too, to show the gain over them side by side.")] = None,
+    coarse: Annotated[Optional[Path], typer.Option(
+        help="Coarse maps too, to show the gain over them side by side.")] = None,
     labels: LabelsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
 ) -> None:
