@@ -1,0 +1,106 @@
+"""Where the shipped weights still go wrong on their held-out FASSEG faces, and what cheap fixes buy.
+
+Run from the repository root:
+
+    python benchmarks/error_analysis.py
+
+Prints, for the faces named in the weights' metadata (split.validation), refined in
+one pass through PyTorch:
+- pixel accuracy and mIoU for logit adjustments of strength 0, 0.5, 1 (the shipped
+  default), 1.25 and 1.5, with and without mirrored test-time augmentation;
+- pixel accuracy with the predicted map shifted by up to 2 pixels (a misaligned
+  model or label would peak away from 0, 0);
+- the share of pixels and of errors by (chessboard) distance to the nearest fine-map
+  boundary.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from c2f_cli.backends import torch_predictor
+from c2f_cli.config import WindowSettings
+from c2f_cli.data import find_samples, load_sample
+from c2f_cli.refine import refine_probabilities
+from c2f_cli.score import confusion_matrix, scores_from_confusion
+from c2f_cli.weights import default_weights_path, load_weights
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
+ONE_PASS = WindowSettings(whole_image=True)
+
+
+def mirrored(predict):
+    """A predictor that averages the logits of the batch and of its mirror image."""
+    def predict_both(batch: np.ndarray) -> np.ndarray:
+        return (predict(batch) + predict(np.ascontiguousarray(batch[..., ::-1]))[..., ::-1]) / 2
+    return predict_both
+
+
+def boundary_distance(fine: np.ndarray, limit: int) -> np.ndarray:
+    """Chessboard distance (capped at limit) from each pixel to the nearest pixel whose right or
+    lower neighbour has another class: 0 on a boundary, 1 next to it, and so on."""
+    reached = np.zeros(fine.shape, bool)
+    reached[:-1] |= fine[:-1] != fine[1:]
+    reached[:, :-1] |= fine[:, :-1] != fine[:, 1:]
+    distance = np.full(fine.shape, limit)
+    for step in range(limit):
+        distance[reached & (distance == limit)] = step
+        grown = np.pad(reached, 1)
+        reached = np.zeros_like(reached)
+        for down in range(3):  # one 3x3 dilation
+            for right in range(3):
+                reached |= grown[down:down + fine.shape[0], right:right + fine.shape[1]]
+    return distance
+
+
+def main() -> None:
+    if not DATA.is_dir():
+        sys.exit(f"skipped: {DATA} is absent")
+    model, labels, metadata = load_weights(default_weights_path())
+    held_out = set(metadata["split"]["validation"])
+    samples = [load_sample(sample, labels) for sample in find_samples(DATA) if sample.name in held_out]
+    num_classes, shipped_adjustment = labels.num_classes, model.log_loss_weights.clone()
+    predict = torch_predictor(model)
+    print(f"{len(samples)} held-out faces, one pass, PyTorch\n")
+    print("| logit adjustment | mirror TTA | pixel accuracy | mIoU |\n| ---: | --- | ---: | ---: |")
+    for strength in (0.0, 0.5, 1.0, 1.25, 1.5):
+        model.log_loss_weights.copy_(shipped_adjustment * strength)
+        for predictor, tta in ((predict, "no"), (mirrored(predict), "yes")):
+            maps = [refine_probabilities(predictor, s.photo, s.coarse, num_classes, ONE_PASS).argmax(0) for s in samples]
+            scores = scores_from_confusion(sum(confusion_matrix(m, s.fine, num_classes) for m, s in zip(maps, samples)))
+            print(f"| {strength} | {tta} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
+    model.log_loss_weights.copy_(shipped_adjustment)
+    maps = [refine_probabilities(predict, s.photo, s.coarse, num_classes, ONE_PASS).argmax(0) for s in samples]
+
+    print("\nPixel accuracy with the prediction shifted (rows: down, columns: right; 4-pixel border left out)\n")
+    shifts = (-2, -1, 0, 1, 2)
+    print("| shift | " + " | ".join(map(str, shifts)) + " |\n| ---: |" + " ---: |" * len(shifts))
+    for down in shifts:
+        cells = []
+        for right in shifts:
+            hits = sum((np.roll(m, (down, right), (0, 1))[4:-4, 4:-4] == s.fine[4:-4, 4:-4]).sum()
+                       for m, s in zip(maps, samples))
+            cells.append(f"{hits / sum(s.fine[4:-4, 4:-4].size for s in samples):.2%}")
+        print(f"| {down} | " + " | ".join(cells) + " |")
+
+    bins = 8  # distances 0 .. 6 and 7 or more
+    pixels, errors = np.zeros(bins), np.zeros(bins)
+    for m, s in zip(maps, samples):
+        distance = boundary_distance(s.fine, bins - 1).ravel()
+        pixels += np.bincount(distance, minlength=bins)
+        errors += np.bincount(distance, weights=(m != s.fine).ravel(), minlength=bins)
+    print("\nBy distance to the nearest fine-map boundary (pixels)\n")
+    print("| distance | share of pixels | error rate | share of errors |\n| ---: | ---: | ---: | ---: |")
+    for distance in range(bins):
+        label = f"{distance}" if distance < bins - 1 else f">= {distance}"
+        print(f"| {label} | {pixels[distance] / pixels.sum():.1%} | {errors[distance] / pixels[distance]:.1%} | "
+              f"{errors[distance] / errors.sum():.1%} |")
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()
