@@ -89,7 +89,7 @@ def shown_map(kind: str, probabilities: torch.Tensor) -> torch.Tensor:
 
 def discriminator_step(discriminator: Discriminator, optimizer: torch.optim.Optimizer, photo: torch.Tensor,
                        fine: torch.Tensor, probabilities: torch.Tensor, num_classes: int) -> float:
-    """Teach the discriminator: fine maps are real, generated probabilities are fake."""
+    """Teach the discriminator: fine maps are real, generated ones (as shown_map presents them) are fake."""
     kind = discriminator.kind
     loss = (adversarial_loss(kind, discriminator(photo, one_hot(fine, num_classes)), real=True)
             + adversarial_loss(kind, discriminator(photo, shown_map(kind, probabilities.detach())), real=False))
