@@ -25,8 +25,7 @@ import torch
 from c2f_cli.backends import torch_predictor
 from c2f_cli.config import WindowSettings
 from c2f_cli.data import find_samples, load_sample
-from c2f_cli.refine import refine_probabilities
-from c2f_cli.score import confusion_matrix, scores_from_confusion
+from c2f_cli.refine import refine_map, score_refinement
 from c2f_cli.weights import default_weights_path, load_weights
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
@@ -70,11 +69,10 @@ def main() -> None:
     for strength in (0.0, 0.5, 1.0, 1.25, 1.5):
         model.log_loss_weights.copy_(shipped_adjustment * strength)
         for predictor, tta in ((predict, "no"), (mirrored(predict), "yes")):
-            maps = [refine_probabilities(predictor, s.photo, s.coarse, num_classes, ONE_PASS).argmax(0) for s in samples]
-            scores = scores_from_confusion(sum(confusion_matrix(m, s.fine, num_classes) for m, s in zip(maps, samples)))
+            scores = score_refinement(predictor, samples, num_classes, True, ONE_PASS)
             print(f"| {strength} | {tta} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
     model.log_loss_weights.copy_(shipped_adjustment)
-    maps = [refine_probabilities(predict, s.photo, s.coarse, num_classes, ONE_PASS).argmax(0) for s in samples]
+    maps = [refine_map(predict, s.photo, s.coarse, num_classes, ONE_PASS) for s in samples]
 
     print("\nPixel accuracy with the prediction shifted (rows: down, columns: right; 4-pixel border left out)\n")
     shifts = (-2, -1, 0, 1, 2)
