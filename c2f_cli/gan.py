@@ -7,8 +7,11 @@ Step 2 goes on to the coarse-only faces, which have no fine map.
 
 Two discriminators, to show why the seed report's step 2 collapsed:
 - `pixel` (default, after Hung et al. 2018): fully convolutional, one confidence
-  per pixel. In step 2 its confident pixels supply pseudo-labels, and every batch
-  keeps fine-labelled crops with their supervised loss, so the generator stays anchored.
+  per pixel. In step 2 a pixel gets a pseudo-label where both the discriminator
+  and the generator itself are confident; the label comes from the crop as it is
+  and is taught on a strongly perturbed copy of it (FixMatch-style), so the
+  generator learns something it did not already output. Every batch keeps
+  fine-labelled crops with their supervised loss, so the generator stays anchored.
   It sees hard (one-hot) maps on both sides: fine maps are one-hot and generated ones
   soft, so a discriminator shown probabilities wins within a few hundred steps by
   their softness alone and then trusts no generated pixel. The generator still gets
@@ -33,8 +36,14 @@ from c2f_cli.train import Run, make_batch, random_crop, set_learning_rate
 
 DISCRIMINATORS = ("pixel", "image")
 ADVERSARIAL_WEIGHT = 0.01  # Hung et al.'s lambda_adv: small, the cross-entropy leads
-SEMI_WEIGHT = 1.0  # weight of pseudo-labels from confident pixels in step 2
+# Weight of the pseudo-labels in step 2, against 1 for the supervised loss. Measured on Table 1's split
+# (held-out accuracy after step 2): 1.0: 93.64 %, 0.3: 93.80 %; no coarse-only faces at all: 93.82 %.
+SEMI_WEIGHT = 0.3
 CONFIDENCE_THRESHOLD = 0.2  # a pixel's pseudo-label counts when the discriminator believes it this much
+# ... and the generator gives it at least this probability. The discriminator, judging maps at 1/16 of
+# their resolution, trusts ~96 % of pixels and its picks were only 93 % right; measured on step 2's faces,
+# generator probability > 0.9 kept 75 % of pixels at 96.9 % right (> 0.95: 67 %, 98.3 %).
+GENERATOR_CONFIDENCE = 0.9
 
 
 class Discriminator(nn.Module):
@@ -99,16 +108,34 @@ def discriminator_step(discriminator: Discriminator, optimizer: torch.optim.Opti
     return loss.item()
 
 
-def coarse_only_loss(discriminator: Discriminator, photo: torch.Tensor, logits: torch.Tensor,
-                     loss_weights: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Step 2's generator loss on faces without fine maps, and the share of pixels it teaches."""
-    probabilities = output_probabilities(logits, loss_weights)
-    scores = discriminator(photo, shown_map(discriminator.kind, probabilities))
-    fooling = adversarial_loss(discriminator.kind, scores, real=True)
-    if discriminator.kind == "image":
-        return fooling, 0.0  # the seed report: nothing but the discriminator's verdict
-    confident = torch.sigmoid(scores.detach())[:, 0] > CONFIDENCE_THRESHOLD  # (N, H, W)
-    pseudo_labels = torch.where(confident, probabilities.detach().argmax(dim=1), torch.full_like(confident, -1, dtype=torch.long))
+def perturbed(inputs: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """A strongly perturbed copy of network inputs: harsher colour jitter than training's, and noise.
+    (Shifting the coarse map by up to 2 pixels as well was measured worse: 93.40 % against 93.64 %.)"""
+    count = inputs.shape[0]
+    contrast = torch.from_numpy(rng.uniform(0.6, 1.4, size=(count, 1, 1, 1)).astype(np.float32))
+    brightness = torch.from_numpy(rng.uniform(-0.4, 0.4, size=(count, 1, 1, 1)).astype(np.float32))
+    gain = torch.from_numpy(rng.uniform(0.8, 1.2, size=(count, 3, 1, 1)).astype(np.float32))
+    photo = inputs[:, :3] * contrast * gain + brightness + 0.1 * torch.randn_like(inputs[:, :3])
+    return torch.cat([photo, inputs[:, 3:]], dim=1)
+
+
+def coarse_only_loss(model: nn.Module, discriminator: Discriminator, inputs: torch.Tensor,
+                     loss_weights: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+    """Step 2's generator loss on a batch of faces without fine maps, and the share of pixels it teaches."""
+    photo = inputs[:, :3]
+    if discriminator.kind == "image":  # the seed report: nothing but the discriminator's verdict
+        scores = discriminator(photo, output_probabilities(model(inputs), loss_weights))
+        return adversarial_loss("image", scores, real=True), 0.0
+    with torch.no_grad():
+        probabilities = output_probabilities(model(inputs), loss_weights)
+        believed = torch.sigmoid(discriminator(photo, shown_map("pixel", probabilities)))[:, 0] > CONFIDENCE_THRESHOLD
+        confidence, labels = probabilities.max(dim=1)
+        confident = believed & (confidence > GENERATOR_CONFIDENCE)  # (N, H, W)
+        pseudo_labels = torch.where(confident, labels, torch.full_like(labels, -1))
+    strong = perturbed(inputs, rng)
+    logits = model(strong)
+    shown = shown_map("pixel", output_probabilities(logits, loss_weights))
+    fooling = adversarial_loss("pixel", discriminator(strong[:, :3], shown), real=True)
     semi = functional.cross_entropy(logits, pseudo_labels, weight=loss_weights, ignore_index=-1) \
         if confident.any() else logits.sum() * 0
     return ADVERSARIAL_WEIGHT * fooling + SEMI_WEIGHT * semi, confident.float().mean().item()
@@ -149,8 +176,7 @@ def train_gan_epoch(run: Run, fine_samples: list[LoadedSample], coarse_only: lis
             picks = rng.integers(0, len(coarse_only), size=len(chosen))
             crops = [random_crop(coarse_only[index], coarse_only[index].coarse, config.crop_size, rng) for index in picks]
             unlabelled_inputs, _ = make_batch(crops, num_classes, True, rng)
-            semi, confident_share = coarse_only_loss(run.discriminator, unlabelled_inputs[:, :3],
-                                                     run.model(unlabelled_inputs), weights)
+            semi, confident_share = coarse_only_loss(run.model, run.discriminator, unlabelled_inputs, weights, rng)
             loss = loss + semi
             totals["confident_share"] += confident_share
         run.optimizer.zero_grad(set_to_none=True)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_scene
 
 from c2f_cli.config import ModelConfig, TrainConfig
 from c2f_cli.data import LoadedSample
-from c2f_cli.gan import Discriminator, adversarial_loss, coarse_only_loss, output_probabilities, shown_map
+from c2f_cli.gan import (Discriminator, adversarial_loss, coarse_only_loss, output_probabilities,
+                         perturbed, shown_map)
 from c2f_cli.labels import FASSEG_LABELS
 from c2f_cli.train import CHECKPOINT_NAME, split_fine_and_coarse_only, train_model
 from c2f_cli.weights import load_tensors
@@ -19,6 +21,26 @@ from c2f_cli.weights import load_tensors
 @pytest.fixture(scope="module")
 def faces() -> list[LoadedSample]:
     return [LoadedSample(f"face_{index}", *make_scene(48, 48, seed=index)) for index in range(8)]
+
+
+class FixedLogits(torch.nn.Module):
+    """A stand-in generator whose logits are one learnable tensor, whatever the input."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(inputs.shape[0], -1, -1, -1)
+
+
+def trusting(num_classes: int, bias: float) -> Discriminator:
+    """A pixel discriminator that believes every pixel (bias 20) or none (bias -20)."""
+    discriminator = Discriminator(num_classes=num_classes, kind="pixel", width=4)
+    with torch.no_grad():
+        discriminator.classifier.weight.zero_()
+        discriminator.classifier.bias.fill_(bias)
+    return discriminator
 
 
 def gan_config(discriminator: str, epochs: int = 2) -> TrainConfig:
@@ -42,13 +64,30 @@ def test_adversarial_losses_reward_the_right_verdict():
 
 
 def test_pixel_step2_loss_teaches_only_pixels_the_discriminator_trusts():
-    discriminator = Discriminator(num_classes=6, kind="pixel", width=4)
-    with torch.no_grad():
-        discriminator.classifier.bias.fill_(-20.0)  # trusts nothing
-        discriminator.classifier.weight.zero_()
-    logits = torch.randn(2, 6, 32, 32, requires_grad=True)
-    _, confident_share = coarse_only_loss(discriminator, torch.randn(2, 3, 32, 32), logits, torch.ones(6))
-    assert confident_share == 0.0
+    confident_logits = torch.zeros(1, 6, 32, 32)
+    confident_logits[:, 2] = 10.0
+    inputs, rng = torch.randn(2, 9, 32, 32), np.random.default_rng(0)
+    _, share = coarse_only_loss(FixedLogits(confident_logits), trusting(6, -20.0), inputs, torch.ones(6), rng)
+    assert share == 0.0
+    _, share = coarse_only_loss(FixedLogits(confident_logits), trusting(6, 20.0), inputs, torch.ones(6), rng)
+    assert share == 1.0
+
+
+def test_pixel_step2_loss_skips_pixels_the_generator_is_unsure_of():
+    logits = torch.zeros(1, 6, 32, 32)
+    logits[:, 2, :16] = 10.0  # top half sure of class 2, bottom half uniform
+    inputs = torch.randn(2, 9, 32, 32)
+    _, share = coarse_only_loss(FixedLogits(logits), trusting(6, 20.0), inputs, torch.ones(6), np.random.default_rng(0))
+    assert share == 0.5
+
+
+def test_perturbed_inputs_change_the_photo_but_not_the_coarse_map():
+    coarse = torch.nn.functional.one_hot(torch.randint(0, 6, (3, 32, 32)), 6).permute(0, 3, 1, 2).float()
+    inputs = torch.cat([torch.randn(3, 3, 32, 32), coarse], dim=1)
+    strong = perturbed(inputs, np.random.default_rng(0))
+    assert strong.shape == inputs.shape
+    assert not torch.allclose(strong[:, :3], inputs[:, :3])
+    assert torch.equal(strong[:, 3:], coarse)
 
 
 def test_fine_fraction_turns_the_rest_into_coarse_only_faces(faces):
@@ -102,18 +141,15 @@ def test_image_discriminator_sees_probabilities_as_in_the_report():
 
 
 def test_pseudo_labels_come_from_the_map_the_model_outputs_not_the_weighted_training_logits():
-    # Raw logits favour class 1, but only because its loss weight is 20 times class 0's.
+    # Raw logits favour class 1, but only because its loss weight is 100 times class 0's.
     logits = torch.zeros(1, 2, 32, 32)
     logits[:, 1] = 1.0
-    loss_weights = torch.tensor([1.0, 20.0])
+    loss_weights = torch.tensor([1.0, 100.0])
     assert output_probabilities(logits, loss_weights).argmax(dim=1).eq(0).all()
-    discriminator = Discriminator(num_classes=2, kind="pixel", width=4)
-    with torch.no_grad():
-        discriminator.classifier.weight.zero_()
-        discriminator.classifier.bias.fill_(20.0)  # trusts every pixel
-    logits.requires_grad_(True)
-    loss, confident_share = coarse_only_loss(discriminator, torch.randn(1, 3, 32, 32), logits, loss_weights)
+    model = FixedLogits(logits.clone())
+    inputs = torch.randn(1, 5, 32, 32)
+    loss, confident_share = coarse_only_loss(model, trusting(2, 20.0), inputs, loss_weights, np.random.default_rng(0))
     assert confident_share == 1.0
     loss.backward()
     # Learning the pseudo-label 0 pushes class 0's logit up everywhere.
-    assert (logits.grad[:, 0] < 0).all()
+    assert (model.logits.grad[:, 0] < 0).all()
