@@ -36,8 +36,8 @@ from c2f_cli.train import Run, make_batch, random_crop, set_learning_rate
 
 DISCRIMINATORS = ("pixel", "image")
 ADVERSARIAL_WEIGHT = 0.01  # Hung et al.'s lambda_adv: small, the cross-entropy leads
-# Weight of the pseudo-labels in step 2, against 1 for the supervised loss. Measured on Table 1's split
-# (held-out accuracy after step 2): 1.0: 93.64 %, 0.3: 93.80 %; no coarse-only faces at all: 93.82 %.
+# Weight of the pseudo-labels in step 2, against 1 for the supervised loss. Held-out accuracy after step 2
+# on Table 1's split (benchmarks/gan_step2_variants.py): 1.0: 93.64 %, 0.3: 93.80 %; no coarse-only faces: 93.82 %.
 SEMI_WEIGHT = 0.3
 CONFIDENCE_THRESHOLD = 0.2  # a pixel's pseudo-label counts when the discriminator believes it this much
 # ... and the generator gives it at least this probability. The discriminator, judging maps at 1/16 of
@@ -109,8 +109,7 @@ def discriminator_step(discriminator: Discriminator, optimizer: torch.optim.Opti
 
 
 def perturbed(inputs: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """A strongly perturbed copy of network inputs: harsher colour jitter than training's, and noise.
-    (Shifting the coarse map by up to 2 pixels as well was measured worse: 93.40 % against 93.64 %.)"""
+    """A strongly perturbed copy of network inputs: harsher colour jitter than training's, and noise."""
     count = inputs.shape[0]
     contrast = torch.from_numpy(rng.uniform(0.6, 1.4, size=(count, 1, 1, 1)).astype(np.float32))
     brightness = torch.from_numpy(rng.uniform(-0.4, 0.4, size=(count, 1, 1, 1)).astype(np.float32))
