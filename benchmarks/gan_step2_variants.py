@@ -10,7 +10,9 @@ variant from that same checkpoint, so the variants differ in step 2 alone:
 - `semi_0.3`: c2f's step 2 as shipped (pseudo-labels weigh 0.3);
 - `semi_1.0`: the same with pseudo-labels weighing as much as the supervised loss;
 - `no_coarse_only`: step 1 simply continued, the coarse-only faces left out (the control).
-Prints held-out pixel accuracy and mIoU after step 1 and after each variant. It needs
+Prints held-out pixel accuracy and mIoU after step 1 and after each variant, then how
+good each final model's pseudo-labels are on the coarse-only faces, checked against the
+fine maps those faces really have (training never saw them). It needs
 ../shared/data/FASSEG; each variant takes about half an hour on one CPU core. Folders go
 to runs/gan_step2/ and are kept, so an interrupted run resumes.
 """
@@ -21,10 +23,14 @@ import shutil
 import sys
 from pathlib import Path
 
+import torch
+
 import c2f_cli.gan as gan
 from c2f_cli.config import ModelConfig, TrainConfig
 from c2f_cli.data import find_samples, load_sample
 from c2f_cli.labels import FASSEG_LABELS
+from c2f_cli.model import UNet
+from c2f_cli.tiling import network_input
 from c2f_cli.train import CHECKPOINT_NAME, train_model
 from c2f_cli.weights import load_tensors
 
@@ -73,6 +79,39 @@ def step_two(samples, start: Path, name: str, semi_weight: float, use_coarse_onl
     return load_tensors(folder / CHECKPOINT_NAME)[1]["history"][-1]
 
 
+def pseudo_label_quality(samples, checkpoint: Path) -> dict[str, float]:
+    """Share of coarse-only pixels each gate lets through and how many of those the fine map confirms
+    (whole faces, cropped to multiples of 32, the model in inference mode)."""
+    tensors, metadata = load_tensors(checkpoint)
+    model, discriminator = UNet(MODEL), gan.Discriminator(MODEL.num_classes, "pixel")
+    model.load_state_dict({name.removeprefix("model."): value for name, value in tensors.items()
+                           if name.startswith("model.")})
+    discriminator.load_state_dict({name.removeprefix("discriminator."): value for name, value in tensors.items()
+                                   if name.startswith("discriminator.")})
+    model.eval()
+    coarse_only = set(metadata["split"]["coarse_only"])
+    counts = {"pixels": 0, "right": 0, "d_gate": 0, "d_right": 0, "both_gate": 0, "both_right": 0}
+    for sample in (sample for sample in samples if sample.name in coarse_only):
+        height, width = (size - size % 32 for size in sample.photo.shape[:2])
+        inputs = torch.from_numpy(network_input(sample.photo[:height, :width], sample.coarse[:height, :width],
+                                                MODEL.num_classes))[None]
+        with torch.inference_mode():
+            probabilities = model(inputs).softmax(dim=1)  # inference mode takes the loss weights back out
+            believed = torch.sigmoid(discriminator(inputs[:, :3], gan.shown_map("pixel", probabilities)))[0, 0]
+        confidence, labels = (array[0].numpy() for array in probabilities.max(dim=1))
+        right = labels == sample.fine[:height, :width]
+        d_gate = believed.numpy() > gan.CONFIDENCE_THRESHOLD
+        both_gate = d_gate & (confidence > gan.GENERATOR_CONFIDENCE)
+        counts["pixels"] += right.size
+        counts["right"] += int(right.sum())
+        for gate, name in ((d_gate, "d"), (both_gate, "both")):
+            counts[f"{name}_gate"] += int(gate.sum())
+            counts[f"{name}_right"] += int((right & gate).sum())
+    return {"accuracy": counts["right"] / counts["pixels"],
+            **{f"{name}_share": counts[f"{name}_gate"] / counts["pixels"] for name in ("d", "both")},
+            **{f"{name}_precision": counts[f"{name}_right"] / max(counts[f"{name}_gate"], 1) for name in ("d", "both")}}
+
+
 def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"skipped: {DATA} is absent")
@@ -86,6 +125,13 @@ def main() -> None:
     print("\n| variant | held-out pixel accuracy | mIoU |\n| --- | ---: | ---: |")
     for name, row in rows:
         print(f"| {name} | {row['val_accuracy']:.2%} | {row['val_miou']:.3f} |")
+    print("\nPseudo-labels on the coarse-only faces (checked against their unused fine maps)\n")
+    print("| variant | generator right | discriminator gate: share, right | both gates: share, right |")
+    print("| --- | ---: | ---: | ---: |")
+    for name in [row[0] for row in rows[1:]]:
+        quality = pseudo_label_quality(samples, OUT / name / CHECKPOINT_NAME)
+        print(f"| {name} | {quality['accuracy']:.2%} | {quality['d_share']:.1%}, {quality['d_precision']:.2%} | "
+              f"{quality['both_share']:.1%}, {quality['both_precision']:.2%} |")
 
 
 if __name__ == "__main__":
