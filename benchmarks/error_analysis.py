@@ -8,14 +8,17 @@ Prints, for the faces named in the weights' metadata (split.validation), refined
 one pass through PyTorch:
 - pixel accuracy and mIoU for logit adjustments of strength 0, 0.5, 1 (the shipped
   default), 1.25 and 1.5, with and without mirrored test-time augmentation;
+- pixel accuracy and mIoU for smoothings (`refine --smooth`) of sigma 0 to 4 pixels;
 - pixel accuracy with the predicted map shifted by up to 2 pixels (a misaligned
   model or label would peak away from 0, 0);
 - the share of pixels and of errors by (chessboard) distance to the nearest fine-map
   boundary.
+All but the smoothing table look at the network's own map, unsmoothed (--smooth 0).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -29,7 +32,7 @@ from c2f_cli.refine import refine_map, score_refinement
 from c2f_cli.weights import default_weights_path, load_weights
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
-ONE_PASS = WindowSettings(whole_image=True)
+ONE_PASS = WindowSettings(whole_image=True, smoothing=0.0)
 
 
 def mirrored(predict):
@@ -72,6 +75,13 @@ def main() -> None:
             scores = score_refinement(predictor, samples, num_classes, True, ONE_PASS)
             print(f"| {strength} | {tta} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
     model.log_loss_weights.copy_(shipped_adjustment)
+
+    print("\n| smoothing sigma (pixels) | pixel accuracy | mIoU |\n| ---: | ---: | ---: |")
+    for sigma in (0.0, 1.0, 1.5, 2.0, 3.0, 4.0):
+        settings = dataclasses.replace(ONE_PASS, smoothing=sigma)
+        scores = score_refinement(predict, samples, num_classes, True, settings)
+        default = " (default)" if sigma == WindowSettings.smoothing else ""
+        print(f"| {sigma:g}{default} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
     maps = [refine_map(predict, s.photo, s.coarse, num_classes, ONE_PASS) for s in samples]
 
     print("\nPixel accuracy with the prediction shifted (rows: down, columns: right; 4-pixel border left out)\n")

@@ -207,6 +207,10 @@ def refine(
     batch_size: Annotated[int, typer.Option(help="Windows per network call.")] = WindowSettings.batch_size,
     whole_image: Annotated[bool, typer.Option(
         "--whole-image", help="Always one pass over the whole image.")] = WindowSettings.whole_image,
+    smooth: Annotated[float, typer.Option(
+        help="Blur the class probabilities by this Gaussian sigma in pixels before each pixel takes its class, "
+             "for smooth outlines like hand-drawn fine maps; 0 keeps thin structures (poles, wires) "
+             "the blur would thin out.")] = WindowSettings.smoothing,
     windows_only: Annotated[bool, typer.Option(
         "--windows", help="Always windows. By default images up to 1 megapixel "
                           "go through in one (seamless, faster) pass, larger ones in windows.")] = False,
@@ -231,7 +235,7 @@ def refine(
     from c2f_cli.labels import ENCODINGS, load_label_set
     from c2f_cli.refine import refine_file
 
-    settings = WindowSettings(window, overlap, batch_size, whole_image)
+    settings = WindowSettings(window, overlap, batch_size, whole_image, smoothing=smooth)
     if whole_image and windows_only:
         fail("--whole-image and --windows contradict each other; pass one of them.")
     if windows_only or windows_dir is not None:  # saved windows are meant for many workers: keep them windows

@@ -1,13 +1,14 @@
 """Refining photos and coarse maps into fine maps, given any predictor.
 
 One path serves every use: windows are predicted (tiling.predict_windows),
-optionally saved for later (`--windows-dir`), and blended by the same
-tiling.stitch_windows that `c2f stitch` uses.
+optionally saved for later (`--windows-dir`), blended by the same
+tiling.stitch_windows that `c2f stitch` uses, and smoothed as the manifest says.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from tokenize import TokenError
@@ -15,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from c2f_cli.config import SIZE_MULTIPLE, WindowSettings
+from c2f_cli.config import MAX_SMOOTHING, SIZE_MULTIPLE, WindowSettings
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelMap, LabelSet, write_atomically
 from c2f_cli.score import Scores, confusion_matrix, scores_from_confusion
@@ -34,6 +35,29 @@ def class_ids(probabilities: np.ndarray) -> np.ndarray:
         np.copyto(ids, class_id, where=probabilities[class_id] > best)
         np.maximum(best, probabilities[class_id], out=best)
     return ids
+
+
+def smooth(probabilities: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur each class's plane of float32 (K, H, W) probabilities with a Gaussian of sigma pixels, in
+    place (edges repeated); every pixel's probabilities still sum as before. sigma 0 leaves them alone."""
+    if sigma <= 0:
+        return probabilities
+    radius = math.ceil(2.5 * sigma)  # the tails beyond hold 1 % of the weight
+    kernel = np.exp(-np.arange(radius + 1) ** 2 / (2 * sigma**2)).astype(np.float32)
+    kernel /= 2 * kernel.sum() - kernel[0]
+    for plane in probabilities:  # one class at a time, so a huge photo needs only a few planes of memory
+        for rows in (plane, plane.T):  # down the columns, then along the rows
+            length = rows.shape[0]
+            padded = np.concatenate([rows[:1].repeat(radius, axis=0), rows, rows[-1:].repeat(radius, axis=0)])
+            blurred = kernel[0] * rows
+            pair = np.empty_like(rows)
+            for offset in range(1, radius + 1):  # the kernel is symmetric: add each pair, then weigh it once
+                np.add(padded[radius - offset:radius - offset + length], padded[radius + offset:radius + offset + length],
+                       out=pair)
+                pair *= kernel[offset]
+                blurred += pair
+            rows[...] = blurred
+    return probabilities
 
 
 def goes_whole(height: int, width: int, settings: WindowSettings) -> bool:
@@ -67,15 +91,15 @@ def refine_probabilities(predictor: Predictor, photo: np.ndarray, coarse: np.nda
                          settings: WindowSettings = WindowSettings(),
                          on_batch: Callable[[int, int], None] | None = None,
                          windows_dir: Path | None = None, labels: LabelSet | None = None) -> np.ndarray:
-    """float32 (K, H, W) stitched probabilities; windows are also saved when windows_dir is given."""
+    """float32 (K, H, W) stitched and smoothed probabilities; windows are also saved when windows_dir is given."""
     windows, padded, overlap = refine_windows(predictor, photo, coarse, num_classes, settings, on_batch)
     if windows_dir is not None:
         manifest = {"height": photo.shape[0], "width": photo.shape[1], "padded": list(padded),
-                    "overlap": overlap, "num_classes": num_classes,
+                    "overlap": overlap, "num_classes": num_classes, "smoothing": settings.smoothing,
                     "labels": json.loads(labels.to_json()) if labels else None, "windows": []}
         windows = save_windows(windows, Path(windows_dir), manifest)
     probabilities = stitch_windows(windows, num_classes, *padded, overlap)
-    return probabilities[:, :photo.shape[0], :photo.shape[1]]
+    return smooth(probabilities[:, :photo.shape[0], :photo.shape[1]], settings.smoothing)
 
 
 def refine_map(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
@@ -149,7 +173,7 @@ def stitch_folder(folder: Path) -> tuple[np.ndarray, dict]:
     probabilities = probabilities[:, :manifest["height"], :manifest["width"]]
     if np.isnan(probabilities[0]).any():  # no window reached these pixels
         raise C2FError(f"{manifest_path}: its windows do not cover the whole image; re-run refine with --windows-dir.")
-    return probabilities, manifest
+    return smooth(probabilities, manifest.get("smoothing", 0.0)), manifest  # folders from before smoothing: none
 
 
 # A stitched map holds num_classes x height x width float32 values; more than this (16 GB) means a damaged manifest.
@@ -161,6 +185,11 @@ NPY_READ_ERRORS = (OSError, ValueError, EOFError, SyntaxError, TypeError, TokenE
 def is_count(value: object, minimum: int) -> bool:
     """True for a whole number (not a bool) of at least minimum."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def is_sigma(value: object) -> bool:
+    """True for a number (not a bool) c2f accepts as --smooth."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_SMOOTHING
 
 
 def read_manifest(manifest_path: Path) -> tuple[dict, list[tuple[Box, Path]]]:
@@ -176,10 +205,11 @@ def read_manifest(manifest_path: Path) -> tuple[dict, list[tuple[Box, Path]]]:
     if not (is_count(height, 1) and is_count(width, 1) and isinstance(padded, list) and len(padded) == 2
             and is_count(padded[0], height) and is_count(padded[1], width)
             and is_count(manifest.get("overlap"), 0) and is_count(manifest.get("num_classes"), 1)
+            and is_sigma(manifest.get("smoothing", 0.0))
             and manifest["num_classes"] * padded[0] * padded[1] <= MAX_STITCHED_VALUES
             and isinstance(manifest.get("windows"), list) and manifest["windows"]):
-        raise C2FError(f"{damaged}: height, width, padded, overlap, num_classes or windows are missing or "
-                       "invalid; re-run refine with --windows-dir.")
+        raise C2FError(f"{damaged}: height, width, padded, overlap, num_classes, smoothing or windows are "
+                       "missing or invalid; re-run refine with --windows-dir.")
     entries = []
     for entry in manifest["windows"]:
         fields = [entry.get(key) for key in ("top", "left", "height", "width")] if isinstance(entry, dict) else []

@@ -93,8 +93,9 @@ def make_batch(crops: list, num_classes: int, use_coarse: bool,
 def evaluate(model: UNet, samples: list[LoadedSample], num_classes: int) -> dict[str, float]:
     """Pooled pixel accuracy and mean IoU of whole-image predictions on fine-labelled samples."""
     model.eval()
+    # The network's own output, unsmoothed, so validation figures compare across c2f versions.
     scores = score_refinement(torch_predictor(model), samples, num_classes, model.config.use_coarse,
-                              WindowSettings(whole_image=True))
+                              WindowSettings(whole_image=True, smoothing=0.0))
     return {"val_accuracy": scores.pixel_accuracy, "val_miou": scores.mean_iou,
             **{f"val_iou_{index}": iou for index, iou in enumerate(scores.class_iou)}}
 

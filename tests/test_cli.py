@@ -10,8 +10,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from c2f_cli.backends import torch_predictor
 from c2f_cli.cli import app
-from c2f_cli.labels import FASSEG_LABELS, read_label_map
+from c2f_cli.config import WindowSettings
+from c2f_cli.labels import FASSEG_LABELS, read_label_map, read_photo
+from c2f_cli.refine import refine_map
 from c2f_cli.weights import load_weights
 from conftest import make_generic_dataset
 
@@ -79,6 +82,24 @@ def test_refine_one_file_keeps_size_and_encoding(dataset, trained_run, tmp_path)
     refined = read_label_map(output, FASSEG_LABELS)
     assert refined.encoding == "color"
     assert refined.class_ids.shape == (40, 56)
+
+
+def test_refine_smooth_zero_gives_the_networks_own_map_and_a_negative_one_is_refused(dataset, trained_run, tmp_path):
+    inputs = [dataset / "images" / "face_00.png", dataset / "coarse" / "face_00.png"]
+    weights = ["--weights", trained_run / "model.safetensors", "--whole-image"]
+    run("refine", *inputs, "-o", tmp_path / "raw.png", *weights, "--smooth", "0")
+    run("refine", *inputs, "-o", tmp_path / "smooth.png", *weights)
+    model, _, _ = load_weights(trained_run / "model.safetensors")
+    photo = read_photo(inputs[0])
+    coarse = read_label_map(inputs[1], FASSEG_LABELS).class_ids
+    expected = {name: refine_map(torch_predictor(model), photo, coarse, 6,
+                                 WindowSettings(whole_image=True, smoothing=smoothing))
+                for name, smoothing in (("raw.png", 0.0), ("smooth.png", WindowSettings.smoothing))}
+    assert (expected["raw.png"] != expected["smooth.png"]).any()  # so the option is seen to reach refine
+    for name, expected_map in expected.items():
+        np.testing.assert_array_equal(read_label_map(tmp_path / name, FASSEG_LABELS).class_ids, expected_map)
+    result = run("refine", *inputs, "-o", tmp_path / "bad.png", *weights, "--smooth", "-1", expect_exit=1)
+    assert "--smooth must be between 0" in result.output and not (tmp_path / "bad.png").exists()
 
 
 def test_refine_writes_the_format_asked_for(dataset, trained_run, tmp_path):

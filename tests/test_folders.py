@@ -14,7 +14,7 @@ from c2f_cli.labels import FASSEG_LABELS, read_label_map
 from conftest import coarse_echo_predictor, make_scene, write_scene_files
 
 NUM_CLASSES = FASSEG_LABELS.num_classes
-SMALL_WINDOWS = WindowSettings(window=32, overlap=8, batch_size=4, whole_image_max_pixels=0)
+SMALL_WINDOWS = WindowSettings(window=32, overlap=8, batch_size=4, whole_image_max_pixels=0, smoothing=0.0)
 
 
 def make_folders(root, photo_stems, coarse_stems):

@@ -112,7 +112,7 @@ def test_refining_with_an_echo_predictor_returns_the_coarse_map_for_any_size_and
     rng = np.random.default_rng(height * 151 + width)
     photo = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     coarse = rng.integers(0, num_classes, (height, width)).astype(np.uint8)
-    settings_ = WindowSettings(window, overlap, batch_size, whole_image, whole_image_max_pixels=0)
+    settings_ = WindowSettings(window, overlap, batch_size, whole_image, whole_image_max_pixels=0, smoothing=0.0)
     refined = refine_map(echo_predictor(num_classes), photo, coarse, num_classes, settings_)
     assert refined.shape == (height, width)
     np.testing.assert_array_equal(refined, coarse)

@@ -13,12 +13,12 @@ from c2f_cli.config import WindowSettings
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import ENCODINGS, FASSEG_LABELS, read_label_map, write_label_map
 from c2f_cli.refine import (
-    MANIFEST_NAME, class_ids, refine_file, refine_map, refine_probabilities, stitch_folder,
+    MANIFEST_NAME, class_ids, refine_file, refine_map, refine_probabilities, smooth, stitch_folder,
 )
 from conftest import coarse_echo_predictor, make_scene
 
 NUM_CLASSES = FASSEG_LABELS.num_classes
-SMALL_WINDOWS = WindowSettings(window=32, overlap=8, batch_size=4, whole_image_max_pixels=0)
+SMALL_WINDOWS = WindowSettings(window=32, overlap=8, batch_size=4, whole_image_max_pixels=0, smoothing=0.0)
 
 
 def write_inputs(folder, scene, encoding="color"):
@@ -175,7 +175,8 @@ def test_a_window_file_of_the_wrong_shape_is_refused(tmp_path, scene):
 def test_whole_image_and_windowed_refinement_agree_for_a_pixelwise_predictor(scene):
     photo, coarse, _ = scene
     predictor = coarse_echo_predictor(NUM_CLASSES)
-    np.testing.assert_array_equal(refine_map(predictor, photo, coarse, NUM_CLASSES, WindowSettings(whole_image=True)),
+    whole_image = WindowSettings(whole_image=True, smoothing=0.0)
+    np.testing.assert_array_equal(refine_map(predictor, photo, coarse, NUM_CLASSES, whole_image),
                                   refine_map(predictor, photo, coarse, NUM_CLASSES, SMALL_WINDOWS))
 
 
@@ -184,6 +185,8 @@ def test_whole_image_and_windowed_refinement_agree_for_a_pixelwise_predictor(sce
     (WindowSettings(window=0), "multiple of 32"),
     (WindowSettings(window=64, overlap=64), "below --window"),
     (WindowSettings(batch_size=0), "at least 1"),
+    (WindowSettings(smoothing=-1.0), "--smooth must be between 0"),
+    (WindowSettings(smoothing=100.0), "--smooth must be between 0"),
 ])
 def test_window_settings_are_checked(settings, message):
     with pytest.raises(C2FError, match=message):
@@ -194,3 +197,51 @@ def test_make_scene_gives_a_coarse_map_that_differs_from_the_fine_one():
     _, coarse, fine = make_scene(40, 40)
     assert 0.05 < (coarse != fine).mean() < 0.5  # refining has something to do, but not everything
 
+
+
+def test_smoothing_keeps_probabilities_summing_to_one_and_flat_maps_flat():
+    probabilities = np.random.default_rng(0).random((4, 30, 41)).astype(np.float32)
+    probabilities /= probabilities.sum(axis=0)
+    smoothed = smooth(probabilities.copy(), 2.0)
+    np.testing.assert_allclose(smoothed.sum(axis=0), 1.0, atol=1e-5)
+    assert smoothed.std() < probabilities.std() / 2  # noise averages out
+    flat = np.full((3, 5, 7), 1 / 3, dtype=np.float32)
+    np.testing.assert_allclose(smooth(flat.copy(), 3.0), flat, atol=1e-6)
+    np.testing.assert_array_equal(smooth(probabilities.copy(), 0.0), probabilities)
+
+
+def test_smoothing_drops_a_lone_pixel_but_keeps_a_region_and_its_straight_edge():
+    ids = np.zeros((40, 40), dtype=np.uint8)
+    ids[5, 5] = 1  # a one-pixel speck
+    ids[:, 20:] = 2  # a half-plane with a straight border
+    probabilities = np.eye(3, dtype=np.float32)[ids].transpose(2, 0, 1).copy()
+    smoothed_ids = class_ids(smooth(probabilities, 2.0))
+    expected = ids.copy()
+    expected[5, 5] = 0
+    np.testing.assert_array_equal(smoothed_ids, expected)
+
+
+def test_stitch_smooths_as_the_refine_that_saved_the_windows_did(tmp_path, scene):
+    photo, coarse, _ = scene
+    settings = WindowSettings(window=32, overlap=8, batch_size=4, whole_image_max_pixels=0, smoothing=1.5)
+    refined = refine_probabilities(coarse_echo_predictor(NUM_CLASSES, 3.0), photo, coarse, NUM_CLASSES, settings,
+                                   windows_dir=tmp_path / "windows", labels=FASSEG_LABELS)
+    stitched, manifest = stitch_folder(tmp_path / "windows")
+    assert manifest["smoothing"] == 1.5
+    np.testing.assert_array_equal(stitched, refined)
+    unsmoothed = refine_probabilities(coarse_echo_predictor(NUM_CLASSES, 3.0), photo, coarse, NUM_CLASSES,
+                                      SMALL_WINDOWS)
+    assert not np.allclose(stitched, unsmoothed)
+
+
+@pytest.mark.parametrize("smoothing", ["2", -1, True, 1000])
+def test_a_manifest_with_a_bad_smoothing_is_refused(tmp_path, scene, smoothing):
+    photo, coarse, _ = scene
+    refine_probabilities(coarse_echo_predictor(NUM_CLASSES), photo, coarse, NUM_CLASSES, SMALL_WINDOWS,
+                         windows_dir=tmp_path / "windows", labels=FASSEG_LABELS)
+    manifest_path = tmp_path / "windows" / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    manifest["smoothing"] = smoothing
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(C2FError, match="smoothing"):
+        stitch_folder(tmp_path / "windows")

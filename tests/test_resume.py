@@ -250,17 +250,18 @@ def test_a_second_ctrl_c_drops_the_current_image_without_a_partial_file(monkeypa
 
 def test_skip_existing_resumes_a_stopped_job_and_leaves_finished_maps_alone(monkeypatch, folders, tmp_path):
     out = tmp_path / "out"
-    refine_folder(monkeypatch, folders, out, ScriptedPredictor(signal_on_call=2), "--overlay", str(tmp_path / "checks"))
+    refine_folder(monkeypatch, folders, out, ScriptedPredictor(signal_on_call=2), "--overlay", str(tmp_path / "checks"),
+                  "--smooth", "0")
     finished = {name: (out / name).stat().st_mtime_ns for name in written(out)}
     predictor = ScriptedPredictor()
     result = refine_folder(monkeypatch, folders, out, predictor, "--skip-existing", "--overlay",
-                           str(tmp_path / "checks"))
+                           str(tmp_path / "checks"), "--smooth", "0")
     assert result.exit_code == 0, result.output
     assert predictor.calls == 2  # only cleo and dan were refined
     assert "2 written" in result.output and "2 skipped" in result.output
     assert written(out) == [f"{stem}.png" for stem in STEMS] == written(tmp_path / "checks")
     assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in finished.items())
-    for stem in STEMS:  # the fake model echoes the coarse map, so every map must equal its coarse map
+    for stem in STEMS:  # the fake model echoes the coarse map: unsmoothed, every map equals its coarse map
         np.testing.assert_array_equal(read_label_map(out / f"{stem}.png", FASSEG_LABELS).class_ids,
                                       read_label_map(folders[1] / f"{stem}.png", FASSEG_LABELS).class_ids)
 

@@ -90,10 +90,10 @@ def test_padding_keeps_the_image_at_the_top_left(height, width):
 
 @pytest.mark.parametrize("height, width", IMAGE_SIZES)
 @pytest.mark.parametrize("settings", [
-    WindowSettings(window=32, overlap=8, batch_size=3, whole_image_max_pixels=0),
-    WindowSettings(window=64, overlap=24, batch_size=8, whole_image_max_pixels=0),
-    WindowSettings(window=32, overlap=0, batch_size=1, whole_image_max_pixels=0),
-    WindowSettings(whole_image=True),
+    WindowSettings(window=32, overlap=8, batch_size=3, whole_image_max_pixels=0, smoothing=0.0),
+    WindowSettings(window=64, overlap=24, batch_size=8, whole_image_max_pixels=0, smoothing=0.0),
+    WindowSettings(window=32, overlap=0, batch_size=1, whole_image_max_pixels=0, smoothing=0.0),
+    WindowSettings(whole_image=True, smoothing=0.0),
 ], ids=["window32-overlap8", "window64-overlap24", "window32-no-overlap", "whole-image"])
 def test_stitching_reproduces_a_known_map_exactly(height, width, settings):
     photo, coarse, _ = make_scene(height, width, seed=height * 1000 + width)
@@ -102,8 +102,8 @@ def test_stitching_reproduces_a_known_map_exactly(height, width, settings):
     np.testing.assert_array_equal(refined, coarse)
 
 
-@pytest.mark.parametrize("settings", [WindowSettings(window=32, overlap=16), WindowSettings(whole_image=True)],
-                         ids=["windows", "whole-image"])
+@pytest.mark.parametrize("settings", [WindowSettings(window=32, overlap=16, smoothing=0.0),
+                                      WindowSettings(whole_image=True, smoothing=0.0)], ids=["windows", "whole-image"])
 def test_stitched_probabilities_equal_each_windows_probabilities_where_they_agree(settings):
     photo, coarse, _ = make_scene(70, 45, seed=1)
     scale = 3.0
