@@ -79,6 +79,8 @@ def main() -> None:
                         help="comma-separated rows to train and print")
     parser.add_argument("--out", type=Path, default=Path("runs/table1"))
     arguments = parser.parse_args()
+    if not 0 < arguments.fine_fraction < 1:
+        parser.error("--fine-fraction must lie between 0 and 1 (exclusive): the GAN rows need coarse-only faces")
     if not DATA.is_dir():
         raise SystemExit(f"skipped: {DATA} is absent")
     budget = {"epochs": arguments.epochs, "crops_per_image": arguments.crops_per_image,

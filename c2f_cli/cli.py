@@ -358,7 +358,8 @@ def stitch(
 ) -> None:
     """Blend saved window probabilities into one seamless fine map.
 
-    Windows may come from many workers; stitching uses the very function refine uses.
+    Windows may come from many workers; stitching uses the very function refine uses, and the
+    --smooth that refine was given (recorded with the windows).
     Example: c2f refine face.png coarse.png -o fine.png --windows-dir win/ && c2f stitch win/ -o fine2.png
     """
     from c2f_cli.labels import ENCODINGS, LabelSet, write_label_map

@@ -50,8 +50,9 @@ class TrainConfig:
 
 # The U-Net halves the size up to five times, so inputs are padded to multiples of 32.
 SIZE_MULTIPLE = 32
-# Wider smoothing than this erases whole faces' parts; it also bounds the kernel's size.
-MAX_SMOOTHING = 32.0
+# Wider smoothing than this erases whole faces' parts; it also bounds the kernel's size. Below the
+# minimum a Gaussian's weights underflow, and it would change nothing anyway.
+MIN_SMOOTHING, MAX_SMOOTHING = 0.1, 32.0
 
 
 @dataclass(frozen=True)
@@ -79,5 +80,6 @@ class WindowSettings:
             raise C2FError(f"--overlap must be at least 0 and below --window ({self.window}), got {self.overlap}.")
         if self.batch_size < 1:
             raise C2FError(f"--batch-size must be at least 1, got {self.batch_size}.")
-        if not 0 <= self.smoothing <= MAX_SMOOTHING:
-            raise C2FError(f"--smooth must be between 0 and {MAX_SMOOTHING} pixels, got {self.smoothing}.")
+        if not (self.smoothing == 0 or MIN_SMOOTHING <= self.smoothing <= MAX_SMOOTHING):
+            raise C2FError(f"--smooth must be 0 (off) or between {MIN_SMOOTHING} and {MAX_SMOOTHING} pixels, "
+                           f"got {self.smoothing}.")

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from c2f_cli.config import MAX_SMOOTHING, SIZE_MULTIPLE, WindowSettings
+from c2f_cli.config import MAX_SMOOTHING, MIN_SMOOTHING, SIZE_MULTIPLE, WindowSettings
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelMap, LabelSet, write_atomically
 from c2f_cli.score import Scores, confusion_matrix, scores_from_confusion
@@ -38,25 +38,24 @@ def class_ids(probabilities: np.ndarray) -> np.ndarray:
 
 
 def smooth(probabilities: np.ndarray, sigma: float) -> np.ndarray:
-    """Blur each class's plane of float32 (K, H, W) probabilities with a Gaussian of sigma pixels, in
-    place (edges repeated); every pixel's probabilities still sum as before. sigma 0 leaves them alone."""
-    if sigma <= 0:
+    """Blur each class plane of float32 (K, H, W) probabilities in place by a Gaussian (edges repeated)."""
+    if not sigma >= MIN_SMOOTHING:  # 0 (off), and NaN, leave them alone
         return probabilities
     radius = math.ceil(2.5 * sigma)  # the tails beyond hold 1 % of the weight
     kernel = np.exp(-np.arange(radius + 1) ** 2 / (2 * sigma**2)).astype(np.float32)
     kernel /= 2 * kernel.sum() - kernel[0]
     for plane in probabilities:  # one class at a time, so a huge photo needs only a few planes of memory
-        for rows in (plane, plane.T):  # down the columns, then along the rows
-            length = rows.shape[0]
-            padded = np.concatenate([rows[:1].repeat(radius, axis=0), rows, rows[-1:].repeat(radius, axis=0)])
-            blurred = kernel[0] * rows
-            pair = np.empty_like(rows)
+        for lines in (plane, plane.T):  # blur along axis 0 of each: down the columns, then along the rows
+            length = lines.shape[0]
+            padded = np.concatenate([lines[:1].repeat(radius, axis=0), lines, lines[-1:].repeat(radius, axis=0)])
+            blurred = kernel[0] * lines
+            pair = np.empty_like(lines)
             for offset in range(1, radius + 1):  # the kernel is symmetric: add each pair, then weigh it once
-                np.add(padded[radius - offset:radius - offset + length], padded[radius + offset:radius + offset + length],
-                       out=pair)
+                before, after = radius - offset, radius + offset
+                np.add(padded[before:before + length], padded[after:after + length], out=pair)
                 pair *= kernel[offset]
                 blurred += pair
-            rows[...] = blurred
+            lines[...] = blurred
     return probabilities
 
 
@@ -189,7 +188,8 @@ def is_count(value: object, minimum: int) -> bool:
 
 def is_sigma(value: object) -> bool:
     """True for a number (not a bool) c2f accepts as --smooth."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_SMOOTHING
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (value == 0 or MIN_SMOOTHING <= value <= MAX_SMOOTHING))
 
 
 def read_manifest(manifest_path: Path) -> tuple[dict, list[tuple[Box, Path]]]:

@@ -99,7 +99,7 @@ def test_refine_smooth_zero_gives_the_networks_own_map_and_a_negative_one_is_ref
     for name, expected_map in expected.items():
         np.testing.assert_array_equal(read_label_map(tmp_path / name, FASSEG_LABELS).class_ids, expected_map)
     result = run("refine", *inputs, "-o", tmp_path / "bad.png", *weights, "--smooth", "-1", expect_exit=1)
-    assert "--smooth must be between 0" in result.output and not (tmp_path / "bad.png").exists()
+    assert "--smooth must be 0" in result.output and not (tmp_path / "bad.png").exists()
 
 
 def test_refine_writes_the_format_asked_for(dataset, trained_run, tmp_path):

@@ -185,8 +185,9 @@ def test_whole_image_and_windowed_refinement_agree_for_a_pixelwise_predictor(sce
     (WindowSettings(window=0), "multiple of 32"),
     (WindowSettings(window=64, overlap=64), "below --window"),
     (WindowSettings(batch_size=0), "at least 1"),
-    (WindowSettings(smoothing=-1.0), "--smooth must be between 0"),
-    (WindowSettings(smoothing=100.0), "--smooth must be between 0"),
+    (WindowSettings(smoothing=-1.0), "--smooth must be 0"),
+    (WindowSettings(smoothing=1e-200), "--smooth must be 0"),
+    (WindowSettings(smoothing=100.0), "--smooth must be 0"),
 ])
 def test_window_settings_are_checked(settings, message):
     with pytest.raises(C2FError, match=message):
@@ -208,6 +209,31 @@ def test_smoothing_keeps_probabilities_summing_to_one_and_flat_maps_flat():
     flat = np.full((3, 5, 7), 1 / 3, dtype=np.float32)
     np.testing.assert_allclose(smooth(flat.copy(), 3.0), flat, atol=1e-6)
     np.testing.assert_array_equal(smooth(probabilities.copy(), 0.0), probabilities)
+
+
+def reference_blur(plane: np.ndarray, sigma: float) -> np.ndarray:
+    """A direct 2-D Gaussian sum over an edge-padded plane, for checking smooth()."""
+    radius = int(np.ceil(2.5 * sigma))
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma**2))
+    weights /= weights.sum()
+    padded = np.pad(plane.astype(np.float64), radius, mode="edge")
+    height, width = plane.shape
+    return sum(weights[dy, dx] * padded[dy:dy + height, dx:dx + width]
+               for dy in range(2 * radius + 1) for dx in range(2 * radius + 1))
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (1, 7), (7, 1), (5, 4), (12, 9)])
+def test_smoothing_a_cropped_view_blurs_the_crop_alone_as_a_gaussian_would(height, width):
+    whole = np.random.default_rng(height * 31 + width).random((3, 16, 16)).astype(np.float32)
+    original = whole.copy()
+    crop = whole[:, :height, :width]  # refine and stitch smooth such a view of the padded map
+    smooth(crop, 1.5)
+    for plane, before in zip(crop, original[:, :height, :width]):
+        np.testing.assert_allclose(plane, reference_blur(before, 1.5), atol=1e-5)
+    outside = np.ones(whole.shape, bool)
+    outside[:, :height, :width] = False
+    np.testing.assert_array_equal(whole[outside], original[outside])
 
 
 def test_smoothing_drops_a_lone_pixel_but_keeps_a_region_and_its_straight_edge():
@@ -234,7 +260,7 @@ def test_stitch_smooths_as_the_refine_that_saved_the_windows_did(tmp_path, scene
     assert not np.allclose(stitched, unsmoothed)
 
 
-@pytest.mark.parametrize("smoothing", ["2", -1, True, 1000])
+@pytest.mark.parametrize("smoothing", ["2", -1, True, 1000, 1e-200])
 def test_a_manifest_with_a_bad_smoothing_is_refused(tmp_path, scene, smoothing):
     photo, coarse, _ = scene
     refine_probabilities(coarse_echo_predictor(NUM_CLASSES), photo, coarse, NUM_CLASSES, SMALL_WINDOWS,
