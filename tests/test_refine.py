@@ -271,3 +271,17 @@ def test_a_manifest_with_a_bad_smoothing_is_refused(tmp_path, scene, smoothing):
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(C2FError, match="smoothing"):
         stitch_folder(tmp_path / "windows")
+
+
+def test_a_manifest_from_before_smoothing_stitches_unsmoothed(tmp_path, scene):
+    photo, coarse, _ = scene
+    predictor = coarse_echo_predictor(NUM_CLASSES, 3.0)
+    settings = WindowSettings(window=32, overlap=8, batch_size=4, whole_image_max_pixels=0)  # default smoothing
+    refine_probabilities(predictor, photo, coarse, NUM_CLASSES, settings, windows_dir=tmp_path / "windows",
+                         labels=FASSEG_LABELS)
+    manifest_path = tmp_path / "windows" / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["smoothing"]
+    manifest_path.write_text(json.dumps(manifest))
+    stitched, _ = stitch_folder(tmp_path / "windows")
+    np.testing.assert_array_equal(stitched, refine_probabilities(predictor, photo, coarse, NUM_CLASSES, SMALL_WINDOWS))
