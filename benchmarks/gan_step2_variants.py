@@ -3,6 +3,7 @@
 Run from the repository root:
 
     python benchmarks/gan_step2_variants.py
+    python benchmarks/gan_step2_variants.py --fine-fraction 0.1 --variants semi,no_coarse_only
 
 Trains Table 1's `gan_pixel` row (width 8, 12 epochs, lr 1e-3, 16 of 40 training faces
 fine) up to the end of step 1 (epoch 6) once, then runs its 6 step-2 epochs once per
@@ -14,11 +15,14 @@ Prints held-out pixel accuracy and mIoU after step 1 and after each variant, the
 good each final model's pseudo-labels are on the coarse-only faces, checked against the
 fine maps those faces really have (training never saw them). It needs
 ../shared/data/FASSEG; each variant takes about half an hour on one CPU core. Folders go
-to runs/gan_step2/ and are kept, so an interrupted run resumes.
+to runs/gan_step2/ (runs/gan_step2_0.1/ for --fine-fraction 0.1, with Table 1's budget
+for that fraction) and are kept, so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -37,7 +41,8 @@ from c2f_cli.weights import load_tensors
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
 OUT = Path("runs/gan_step2")
 CONFIG = TrainConfig(mode="gan", epochs=12, crops_per_image=20, learning_rate=1e-3, fine_fraction=0.4,
-                     discriminator="pixel")  # Table 1's gan_pixel row
+                     discriminator="pixel")  # Table 1's gan_pixel row: 8 crops per face / 0.4 fine
+VARIANTS = ("semi", "semi_1.0", "no_coarse_only")
 MODEL = ModelConfig(width=8)
 STEP1_EPOCHS = 6  # epochs * (1 - step2_fraction)
 
@@ -46,23 +51,24 @@ class StepOneDone(Exception):
     pass
 
 
-def step_one(samples) -> Path:
+def step_one(samples, config: TrainConfig, out: Path) -> Path:
     """The row's checkpoint at the end of step 1, trained once and kept."""
-    kept = OUT / "step1_end.safetensors"
+    kept = out / "step1_end.safetensors"
     if not kept.exists():
         def stop_at_step_two(row: dict) -> None:
             if row["epoch"] == STEP1_EPOCHS:
                 raise StepOneDone
         try:
-            train_model(samples, FASSEG_LABELS, MODEL, CONFIG, OUT / "step1", resume=True, on_epoch=stop_at_step_two)
+            train_model(samples, FASSEG_LABELS, MODEL, config, out / "step1", resume=True, on_epoch=stop_at_step_two)
         except StepOneDone:
-            shutil.copy(OUT / "step1" / CHECKPOINT_NAME, kept)
+            shutil.copy(out / "step1" / CHECKPOINT_NAME, kept)
     return kept
 
 
-def step_two(samples, start: Path, name: str, semi_weight: float, use_coarse_only: bool) -> dict:
+def step_two(samples, config: TrainConfig, out: Path, start: Path, name: str, semi_weight: float,
+             use_coarse_only: bool) -> dict:
     """Step 2 from the step-1 checkpoint with one variant; returns the last epoch's row."""
-    folder = OUT / name
+    folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / CHECKPOINT_NAME).exists():
         shutil.copy(start, folder / CHECKPOINT_NAME)
@@ -71,7 +77,7 @@ def step_two(samples, start: Path, name: str, semi_weight: float, use_coarse_onl
         train_gan_epoch = gan.train_gan_epoch
         gan.train_gan_epoch = lambda run, fine, coarse_only, *rest: train_gan_epoch(run, fine, [], *rest)
     try:
-        train_model(samples, FASSEG_LABELS, MODEL, CONFIG, folder, resume=True,
+        train_model(samples, FASSEG_LABELS, MODEL, config, folder, resume=True,
                     on_epoch=lambda row: print(f"  {name} epoch {row['epoch']}: {row['val_accuracy']:.4f}", flush=True))
     finally:
         if not use_coarse_only:
@@ -113,23 +119,37 @@ def pseudo_label_quality(samples, checkpoint: Path) -> dict[str, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fine-fraction", type=float, default=CONFIG.fine_fraction,
+                        help="share of training faces keeping fine maps (Table 1's --fine-fraction)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variants to run")
+    arguments = parser.parse_args()
+    fraction, wanted = arguments.fine_fraction, arguments.variants.split(",")
+    if not 0 < fraction < 1 or set(wanted) - set(VARIANTS):
+        parser.error(f"--fine-fraction must lie in (0, 1) and --variants among {', '.join(VARIANTS)}")
     if not DATA.is_dir():
         sys.exit(f"skipped: {DATA} is absent")
+    # Table 1's budget: as many supervised steps as 8 crops of every one of the 40 training faces.
+    config = dataclasses.replace(CONFIG, fine_fraction=fraction, crops_per_image=round(8 / fraction))
+    out = OUT if fraction == CONFIG.fine_fraction else OUT.with_name(f"{OUT.name}_{fraction:g}")
     samples = [load_sample(sample, FASSEG_LABELS) for sample in find_samples(DATA)]
-    start = step_one(samples)
+    start = step_one(samples, config, out)
     shipped_weight = gan.SEMI_WEIGHT
     rows = [("end of step 1", load_tensors(start)[1]["history"][-1])]
-    for name, semi_weight, use_coarse_only in ((f"semi_{shipped_weight:g}", shipped_weight, True),
-                                               ("semi_1.0", 1.0, True), ("no_coarse_only", shipped_weight, False)):
-        rows.append((name, step_two(samples, start, name, semi_weight, use_coarse_only)))
-    print("\n| variant | held-out pixel accuracy | mIoU |\n| --- | ---: | ---: |")
+    settings = {"semi": (f"semi_{shipped_weight:g}", shipped_weight, True), "semi_1.0": ("semi_1.0", 1.0, True),
+                "no_coarse_only": ("no_coarse_only", shipped_weight, False)}
+    for variant in wanted:
+        name, semi_weight, use_coarse_only = settings[variant]
+        rows.append((name, step_two(samples, config, out, start, name, semi_weight, use_coarse_only)))
+    print(f"\nfine fraction {fraction:g}\n")
+    print("| variant | held-out pixel accuracy | mIoU |\n| --- | ---: | ---: |")
     for name, row in rows:
         print(f"| {name} | {row['val_accuracy']:.2%} | {row['val_miou']:.3f} |")
     print("\nPseudo-labels on the coarse-only faces (checked against their unused fine maps)\n")
     print("| variant | generator right | discriminator gate: share, right | both gates: share, right |")
     print("| --- | ---: | ---: | ---: |")
     for name in [row[0] for row in rows[1:]]:
-        quality = pseudo_label_quality(samples, OUT / name / CHECKPOINT_NAME)
+        quality = pseudo_label_quality(samples, out / name / CHECKPOINT_NAME)
         print(f"| {name} | {quality['accuracy']:.2%} | {quality['d_share']:.1%}, {quality['d_precision']:.2%} | "
               f"{quality['both_share']:.1%}, {quality['both_precision']:.2%} |")
 
