@@ -39,6 +39,8 @@ def class_ids(probabilities: np.ndarray) -> np.ndarray:
 
 def smooth(probabilities: np.ndarray, sigma: float) -> np.ndarray:
     """Blur each class plane of float32 (K, H, W) probabilities in place by a Gaussian (edges repeated)."""
+    # scipy.ndimage.gaussian_filter does the same, but importing scipy would add more to refine's
+    # start-up than this blur costs a face; c2f does not depend on scipy otherwise.
     if not sigma >= MIN_SMOOTHING:  # 0 (off), and NaN, leave them alone
         return probabilities
     radius = math.ceil(2.5 * sigma)  # the tails beyond hold 1 % of the weight
