@@ -55,6 +55,12 @@ SIZE_MULTIPLE = 32
 MIN_SMOOTHING, MAX_SMOOTHING = 0.1, 32.0
 
 
+def is_smoothing(value: object) -> bool:
+    """True for a number (not a bool) c2f accepts as --smooth: 0 (off) or MIN_SMOOTHING..MAX_SMOOTHING."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (value == 0 or MIN_SMOOTHING <= value <= MAX_SMOOTHING))
+
+
 @dataclass(frozen=True)
 class WindowSettings:
     """How an image is cut into windows for the network."""
@@ -80,6 +86,6 @@ class WindowSettings:
             raise C2FError(f"--overlap must be at least 0 and below --window ({self.window}), got {self.overlap}.")
         if self.batch_size < 1:
             raise C2FError(f"--batch-size must be at least 1, got {self.batch_size}.")
-        if not (self.smoothing == 0 or MIN_SMOOTHING <= self.smoothing <= MAX_SMOOTHING):
+        if not is_smoothing(self.smoothing):
             raise C2FError(f"--smooth must be 0 (off) or between {MIN_SMOOTHING} and {MAX_SMOOTHING} pixels, "
                            f"got {self.smoothing}.")

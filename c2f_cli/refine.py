@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from c2f_cli.config import MAX_SMOOTHING, MIN_SMOOTHING, SIZE_MULTIPLE, WindowSettings
+from c2f_cli.config import MIN_SMOOTHING, SIZE_MULTIPLE, WindowSettings, is_smoothing
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelMap, LabelSet, write_atomically
 from c2f_cli.score import Scores, confusion_matrix, scores_from_confusion
@@ -188,12 +188,6 @@ def is_count(value: object, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def is_sigma(value: object) -> bool:
-    """True for a number (not a bool) c2f accepts as --smooth."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and (value == 0 or MIN_SMOOTHING <= value <= MAX_SMOOTHING))
-
-
 def read_manifest(manifest_path: Path) -> tuple[dict, list[tuple[Box, Path]]]:
     """A windows folder's manifest and its (box, window file) entries, checked so stitching cannot fail."""
     damaged = f"{manifest_path} is damaged"
@@ -207,7 +201,7 @@ def read_manifest(manifest_path: Path) -> tuple[dict, list[tuple[Box, Path]]]:
     if not (is_count(height, 1) and is_count(width, 1) and isinstance(padded, list) and len(padded) == 2
             and is_count(padded[0], height) and is_count(padded[1], width)
             and is_count(manifest.get("overlap"), 0) and is_count(manifest.get("num_classes"), 1)
-            and is_sigma(manifest.get("smoothing", 0.0))
+            and is_smoothing(manifest.get("smoothing", 0.0))
             and manifest["num_classes"] * padded[0] * padded[1] <= MAX_STITCHED_VALUES
             and isinstance(manifest.get("windows"), list) and manifest["windows"]):
         raise C2FError(f"{damaged}: height, width, padded, overlap, num_classes, smoothing or windows are "
