@@ -98,10 +98,6 @@ def train(
     class_weight_power: Annotated[float, typer.Option(
         help="Loss weight of a class = its pixel frequency ** -power: 1 = inverse frequency, 0 = unweighted.")
     ] = TrainConfig.class_weight_power,
-    coarse_warp: Annotated[float, typer.Option(
-        min=0.0, max=64.0, help="Pixels a smooth random warp may move each training crop's coarse map, so the "
-                                "model learns outlines from the photo, not from one coarse drawing. 0 = off.")
-    ] = TrainConfig.coarse_warp,
     validation_fraction: Annotated[float, typer.Option(
         min=0.0, max=0.9, help="Share of faces held out.")] = TrainConfig.validation_fraction,
     width: Annotated[Optional[int], typer.Option(
@@ -154,7 +150,7 @@ def train(
                                width=width, depth=depth)
     config = TrainConfig(mode=mode, epochs=epochs, crops_per_image=crops_per_image, crop_size=crop_size,
                          batch_size=batch_size,
-                         learning_rate=lr, class_weight_power=class_weight_power, coarse_warp=coarse_warp,
+                         learning_rate=lr, class_weight_power=class_weight_power,
                          validation_fraction=validation_fraction, seed=seed, fine_fraction=fine_fraction,
                          discriminator=discriminator, step2_fraction=step2_fraction,
                          init_weights=str(init) if init else "")

@@ -34,7 +34,6 @@ class TrainConfig:
     batch_size: int = 8  # crops per optimiser step
     learning_rate: float = 2e-4  # Adam's, as in the seed report; decays on a cosine
     class_weight_power: float = 1.0  # loss weight = class frequency ** -power (1 = inverse)
-    coarse_warp: float = 0.0  # pixels a smooth random warp may move the coarse map of a crop; 0 = off
     validation_fraction: float = 0.2  # share of fine-labelled faces held out
     seed: int = 0  # fixes split, initialisation, crops and augmentation
     fine_fraction: float | None = None  # share of training faces keeping fine maps; None: 0.4 for gan, else 1.0

@@ -76,17 +76,6 @@ def random_crop(sample: LoadedSample, target: np.ndarray, crop_size: int,
     return np.asarray(photo), np.asarray(maps[0]), np.asarray(maps[1])
 
 
-def warp_coarse(coarse: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
-    """The (h, w) coarse crop moved by a smooth random displacement field of up to `amplitude` pixels."""
-    # Another hand draws another coarse map: the network must not learn this face's exact coarse outline.
-    height, width = coarse.shape
-    displacements = [np.asarray(Image.fromarray(grid).resize((width, height), Image.BILINEAR))
-                     for grid in rng.uniform(-amplitude, amplitude, size=(2, 4, 4)).astype(np.float32)]
-    rows = np.clip(np.rint(np.arange(height)[:, None] + displacements[0]), 0, height - 1).astype(np.intp)
-    columns = np.clip(np.rint(np.arange(width)[None, :] + displacements[1]), 0, width - 1).astype(np.intp)
-    return coarse[rows, columns]
-
-
 def make_batch(crops: list, num_classes: int, use_coarse: bool,
                rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Network inputs (N, C, h, w) with colour jitter, and int64 targets (N, h, w)."""
@@ -288,8 +277,6 @@ def train_epoch(run: Run, samples: list[LoadedSample], config: TrainConfig, epoc
     for step in range(steps):
         chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
         crops = [random_crop(samples[index], samples[index].fine, config.crop_size, rng) for index in chosen]
-        if config.coarse_warp > 0:  # no draw at 0, so runs without it repeat older ones exactly
-            crops = [(photo, warp_coarse(coarse, config.coarse_warp, rng), fine) for photo, coarse, fine in crops]
         inputs, targets = make_batch(crops, run.model.config.num_classes, run.model.config.use_coarse, rng)
         loss = criterion(run.model(inputs), targets)
         run.optimizer.zero_grad(set_to_none=True)

@@ -52,12 +52,6 @@ def test_train_writes_weights_log_and_curves(trained_run):
     assert len(metadata["split"]["validation"]) == 1
 
 
-def test_train_coarse_warp_reaches_the_run(dataset, tmp_path):
-    run("train", "--data", dataset, "--out", tmp_path / "warped", "--epochs", "1", "--width", "4", "--depth", "2",
-        "--crop-size", "32", "--crops-per-image", "1", "--batch-size", "4", "--coarse-warp", "3")
-    assert load_weights(tmp_path / "warped" / "model.safetensors")[2]["train_config"]["coarse_warp"] == 3.0
-
-
 def test_train_refuses_a_crop_size_the_network_cannot_halve(dataset, tmp_path):
     result = run("train", "--data", dataset, "--out", tmp_path / "run", "--depth", "3", "--crop-size", "36",
                  expect_exit=1)

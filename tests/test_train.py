@@ -14,8 +14,7 @@ from c2f_cli.config import ModelConfig, TrainConfig
 from c2f_cli.data import LoadedSample, find_samples, load_sample
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import FASSEG_LABELS
-from c2f_cli.train import (CHECKPOINT_NAME, WEIGHTS_NAME, class_weights, random_crop, split_samples, train_model,
-                           warp_coarse)
+from c2f_cli.train import CHECKPOINT_NAME, WEIGHTS_NAME, class_weights, random_crop, split_samples, train_model
 from c2f_cli.weights import load_tensors, load_weights
 from conftest import make_generic_dataset, make_scene
 
@@ -175,32 +174,6 @@ def test_random_crops_have_the_crop_size_and_only_valid_class_ids():
         assert photo_crop.shape == (32, 32, 3) and photo_crop.dtype == np.uint8
         assert coarse_crop.shape == fine_crop.shape == (32, 32)
         assert set(np.unique(fine_crop)) <= set(np.unique(fine))
-
-
-def test_a_warped_coarse_map_moves_its_outlines_by_at_most_the_amplitude():
-    coarse = np.zeros((64, 80), np.uint8)
-    coarse[20:40, 30:50] = 3
-    rng = np.random.default_rng(0)
-    moved = [warp_coarse(coarse, 5.0, rng) for _ in range(20)]
-    for warped in moved:
-        assert warped.shape == coarse.shape and warped.dtype == coarse.dtype
-        assert set(np.unique(warped)) == {0, 3}
-        rows, columns = np.nonzero(warped == 3)
-        # Each pixel reads the map up to 5 pixels away (rounded): the square can grow or shrink by that much.
-        assert 20 - 6 <= rows.min() <= 20 + 6 and 39 - 6 <= rows.max() <= 39 + 6
-        assert 30 - 6 <= columns.min() <= 30 + 6 and 49 - 6 <= columns.max() <= 49 + 6
-    assert sum(not np.array_equal(warped, coarse) for warped in moved) >= 15  # it does move
-    assert np.array_equal(warp_coarse(coarse, 0.2, rng), coarse)  # under half a pixel nothing moves
-
-
-def test_coarse_warp_changes_training_and_repeats_with_the_seed(synthetic_samples, tmp_path):
-    plain = train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, tiny_config(epochs=1), tmp_path / "plain")
-    runs = [train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, tiny_config(epochs=1, coarse_warp=4.0),
-                        tmp_path / name) for name in ("warped", "again")]
-    first, second, unwarped = (load_weights(path)[0] for path in (*runs, plain))
-    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
-    assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), unwarped.parameters()))
-    assert load_weights(runs[0])[2]["train_config"]["coarse_warp"] == 4.0
 
 
 def test_init_starts_from_the_given_weights(finished_run, synthetic_samples, tmp_path):
