@@ -75,8 +75,8 @@ class WindowSettings:
     whole_image_max_pixels: int = 1024 * 1024
     # Gaussian sigma, in pixels, applied to the stitched class probabilities before each pixel takes its
     # class: hand-drawn fine maps have smooth outlines, the network's are ragged by a pixel or two. On the
-    # shipped model's held-out faces (benchmarks/error_analysis.py): 0: 95.84 %, 1: 96.04 %, 2: 96.08 %,
-    # 4: 96.08 %; 2 is the least blur (kindest to thin structures) that reaches the best. 0 = off.
+    # shipped model's held-out faces (benchmarks/error_analysis.py): 0: 96.09 %, 1: 96.16 %, 2: 96.17 %,
+    # 3: 96.18 %, 4: 96.16 %; 2 is a light blur (kind to thin structures) within 0.01 of the best. 0 = off.
     smoothing: float = 2.0
 
     def check(self) -> None:
