@@ -37,7 +37,11 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"skipped: {DATA} is absent")
     _, metadata = load_tensors(arguments.weights or default_weights_path())
-    held_out, trained_on = set(metadata["split"]["validation"]), set(metadata["split"]["train"])
+    split = metadata.get("split") or {}
+    if not split.get("validation"):
+        sys.exit(f"{arguments.weights}: its metadata names no held-out faces (split.validation); "
+                 "use weights that `c2f train` wrote with a validation split.")
+    held_out, trained_on = set(split["validation"]), set(split.get("train", []))
     predictor, labels, uses_coarse = load_predictor(arguments.weights, None)
     found = find_samples(DATA)
     samples = [load_sample(sample, labels) for sample in found if sample.name in held_out]
