@@ -42,7 +42,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
 OUT = Path("runs/gan_step2")
 CONFIG = TrainConfig(mode="gan", epochs=12, crops_per_image=20, learning_rate=1e-3, fine_fraction=0.4,
                      discriminator="pixel")  # Table 1's gan_pixel row: 8 crops per face / 0.4 fine
-VARIANTS = ("semi", "semi_1.0", "no_coarse_only", "semi_mixed")
+VARIANTS = ("semi", "semi_1.0", "no_coarse_only")
 MODEL = ModelConfig(width=8)
 STEP1_EPOCHS = 6  # epochs * (1 - step2_fraction)
 
@@ -66,13 +66,13 @@ def step_one(samples, config: TrainConfig, out: Path) -> Path:
 
 
 def step_two(samples, config: TrainConfig, out: Path, start: Path, name: str, semi_weight: float,
-             use_coarse_only: bool, mix_crops: bool = False) -> dict:
+             use_coarse_only: bool) -> dict:
     """Step 2 from the step-1 checkpoint with one variant; returns the last epoch's row."""
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / CHECKPOINT_NAME).exists():
         shutil.copy(start, folder / CHECKPOINT_NAME)
-    gan.SEMI_WEIGHT, gan.MIX_CROPS = semi_weight, mix_crops
+    gan.SEMI_WEIGHT = semi_weight
     if not use_coarse_only:  # train.train_model samples the coarse-only faces; hide them from the epoch
         train_gan_epoch = gan.train_gan_epoch
         gan.train_gan_epoch = lambda run, fine, coarse_only, *rest: train_gan_epoch(run, fine, [], *rest)
@@ -137,11 +137,10 @@ def main() -> None:
     shipped_weight = gan.SEMI_WEIGHT
     rows = [("end of step 1", load_tensors(start)[1]["history"][-1])]
     settings = {"semi": (f"semi_{shipped_weight:g}", shipped_weight, True), "semi_1.0": ("semi_1.0", 1.0, True),
-                "no_coarse_only": ("no_coarse_only", shipped_weight, False),
-                "semi_mixed": (f"semi_{shipped_weight:g}_mixed", shipped_weight, True, True)}
+                "no_coarse_only": ("no_coarse_only", shipped_weight, False)}
     for variant in wanted:
-        name, *options = settings[variant]
-        rows.append((name, step_two(samples, config, out, start, name, *options)))
+        name, semi_weight, use_coarse_only = settings[variant]
+        rows.append((name, step_two(samples, config, out, start, name, semi_weight, use_coarse_only)))
     print(f"\nfine fraction {fraction:g}\n")
     print("| variant | held-out pixel accuracy | mIoU |\n| --- | ---: | ---: |")
     for name, row in rows:

@@ -45,11 +45,6 @@ CONFIDENCE_THRESHOLD = 0.2  # a pixel's pseudo-label counts when the discriminat
 # their resolution, passed 97.2 % of the coarse-only pixels, 94.15 % of them right; with this gate too,
 # 73.0 %, 97.38 % right (benchmarks/gan_step2_variants.py, on Table 1's split).
 GENERATOR_CONFIDENCE = 0.9
-# Paste a box of each coarse-only crop into another (CutMix, as French et al. 2020 do for semi-supervised
-# segmentation), labels alike, before the strong perturbation: colour jitter alone leaves the generator's
-# confident pixels as easy as they were. Share of the crop the pasted box covers:
-MIX_SHARE = 0.5
-MIX_CROPS = False
 
 
 class Discriminator(nn.Module):
@@ -124,19 +119,6 @@ def perturbed(inputs: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return torch.cat([photo, inputs[:, 3:]], dim=1)
 
 
-def mixed_crops(inputs: torch.Tensor, labels: torch.Tensor,
-                rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each crop with a random box (MIX_SHARE of its area) taken from the next crop of the batch, labels alike."""
-    count, _, height, width = inputs.shape
-    box_height, box_width = round(height * MIX_SHARE ** 0.5), round(width * MIX_SHARE ** 0.5)
-    inside = torch.zeros((count, height, width), dtype=torch.bool)
-    for index in range(count):
-        top, left = rng.integers(0, height - box_height + 1), rng.integers(0, width - box_width + 1)
-        inside[index, top:top + box_height, left:left + box_width] = True
-    partner_inputs, partner_labels = inputs.roll(1, dims=0), labels.roll(1, dims=0)
-    return (torch.where(inside[:, None], partner_inputs, inputs), torch.where(inside, partner_labels, labels))
-
-
 def coarse_only_loss(model: nn.Module, discriminator: Discriminator, inputs: torch.Tensor,
                      loss_weights: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
     """Step 2's generator loss on a batch of faces without fine maps, and the share of pixels it teaches."""
@@ -150,8 +132,6 @@ def coarse_only_loss(model: nn.Module, discriminator: Discriminator, inputs: tor
         confidence, labels = probabilities.max(dim=1)
         confident = believed & (confidence > GENERATOR_CONFIDENCE)  # (N, H, W)
         pseudo_labels = torch.where(confident, labels, torch.full_like(labels, -1))
-    if MIX_CROPS and len(inputs) > 1:
-        inputs, pseudo_labels = mixed_crops(inputs, pseudo_labels, rng)
     strong = perturbed(inputs, rng)
     logits = model(strong)
     shown = shown_map("pixel", output_probabilities(logits, loss_weights))
