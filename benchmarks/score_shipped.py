@@ -11,7 +11,8 @@ shipped weights, PyTorch for a .safetensors file of your own; one pass per face)
 markdown table of pooled pixel accuracy, mean IoU and per-class IoU. --training-faces adds
 a column for the faces the weights trained on: a model that scores them no better than
 its held-out faces is not overfitting. --per-face adds each held-out face's pixel accuracy
-and mIoU, beside its coarse map's, to show whether a few faces hold the pooled figure down.
+and mIoU, beside its coarse map's, and its most frequent confusion (true class taken for
+another), to show whether a few faces hold the pooled figure down, and how.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from c2f_cli.backends import load_predictor
 from c2f_cli.data import find_samples, load_sample
@@ -65,14 +68,18 @@ def main() -> None:
     for index, name in enumerate(labels.names):
         print(f"| IoU {name} |" + "".join(f" {scores.class_iou[index]:.3f} |" for scores in columns))
     if arguments.per_face:
-        print("\n| held-out face | coarse pixel acc. | c2f pixel acc. | coarse mIoU | c2f mIoU |\n"
-              "| --- | ---: | ---: | ---: | ---: |")
+        print("\n| held-out face | coarse pixel acc. | c2f pixel acc. | coarse mIoU | c2f mIoU | c2f's largest error |\n"
+              "| --- | ---: | ---: | ---: | ---: | --- |")
         for sample in samples:
             predicted = refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None, labels.num_classes)
             coarse, refined = (scores_from_confusion(confusion_matrix(label_map, sample.fine, labels.num_classes))
                                for label_map in (sample.coarse, predicted))
+            errors = confusion_matrix(predicted, sample.fine, labels.num_classes)
+            np.fill_diagonal(errors, 0)
+            truth, taken_for = np.unravel_index(errors.argmax(), errors.shape)
             print(f"| {sample.name} | {coarse.pixel_accuracy:.2%} | {refined.pixel_accuracy:.2%} | "
-                  f"{coarse.mean_iou:.3f} | {refined.mean_iou:.3f} |")
+                  f"{coarse.mean_iou:.3f} | {refined.mean_iou:.3f} | {labels.names[truth]} taken for "
+                  f"{labels.names[taken_for]}: {errors.max() / sample.fine.size:.2%} of pixels |")
 
 
 if __name__ == "__main__":
