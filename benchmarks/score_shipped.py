@@ -74,7 +74,7 @@ def main() -> None:
             predicted = refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None, labels.num_classes)
             coarse, refined = (scores_from_confusion(confusion_matrix(label_map, sample.fine, labels.num_classes))
                                for label_map in (sample.coarse, predicted))
-            errors = confusion_matrix(predicted, sample.fine, labels.num_classes)
+            errors = refined.confusion.copy()  # rows: true class, columns: the class it was taken for
             np.fill_diagonal(errors, 0)
             truth, taken_for = np.unravel_index(errors.argmax(), errors.shape)
             print(f"| {sample.name} | {coarse.pixel_accuracy:.2%} | {refined.pixel_accuracy:.2%} | "
