@@ -51,8 +51,13 @@ def main() -> None:
     found = find_samples(DATA)
     samples = [load_sample(sample, labels) for sample in found if sample.name in held_out]
     started = time.perf_counter()
-    ours = score_refinement(predictor, samples, labels.num_classes, uses_coarse)
+    # One refinement per face serves both the pooled table and --per-face.
+    refined_maps = [refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None, labels.num_classes)
+                    for sample in samples]
     seconds = (time.perf_counter() - started) / len(samples)
+    confusions = [confusion_matrix(predicted, sample.fine, labels.num_classes)
+                  for predicted, sample in zip(refined_maps, samples)]
+    ours = scores_from_confusion(sum(confusions))
     reference = scores_from_confusion(sum(confusion_matrix(sample.coarse, sample.fine, labels.num_classes)
                                           for sample in samples))
     columns = [reference, ours]
@@ -70,11 +75,10 @@ def main() -> None:
     if arguments.per_face:
         print("\n| held-out face | coarse pixel acc. | c2f pixel acc. | coarse mIoU | c2f mIoU | c2f's largest error |\n"
               "| --- | ---: | ---: | ---: | ---: | --- |")
-        for sample in samples:
-            predicted = refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None, labels.num_classes)
-            coarse, refined = (scores_from_confusion(confusion_matrix(label_map, sample.fine, labels.num_classes))
-                               for label_map in (sample.coarse, predicted))
-            errors = refined.confusion.copy()  # rows: true class, columns: the class it was taken for
+        for sample, confusion in zip(samples, confusions):
+            coarse = scores_from_confusion(confusion_matrix(sample.coarse, sample.fine, labels.num_classes))
+            refined = scores_from_confusion(confusion)
+            errors = confusion.copy()  # rows: true class, columns: the class it was taken for
             np.fill_diagonal(errors, 0)
             truth, taken_for = np.unravel_index(errors.argmax(), errors.shape)
             print(f"| {sample.name} | {coarse.pixel_accuracy:.2%} | {refined.pixel_accuracy:.2%} | "
