@@ -159,7 +159,7 @@ def measure_peak_flops() -> float:
 
 def time_setup(setup: Setup, model_path: Path, samples: list[Sample], device: str, folder: Path) -> Timing:
     """Seconds per face one file at a time, network seconds, and faces per second in folder mode."""
-    predictor, labels, model_config = load_predictor(model_path, None, setup.backend, device)
+    predictor, labels, uses_coarse = load_predictor(model_path, None, setup.backend, device)
     inside = [0.0]
 
     def timed_predictor(batch: np.ndarray) -> np.ndarray:
@@ -169,19 +169,19 @@ def time_setup(setup: Setup, model_path: Path, samples: list[Sample], device: st
         return logits
 
     output = folder / setup.name.replace(" ", "_").replace(",", "")
-    refine_file(timed_predictor, labels, model_config, samples[0].photo, samples[0].coarse,
+    refine_file(timed_predictor, labels, uses_coarse, samples[0].photo, samples[0].coarse,
                 output / "warm_up.png", setup.settings)  # first calls allocate and plan
     inside[0] = 0.0
     started = time.perf_counter()
     for sample in samples:
-        refine_file(timed_predictor, labels, model_config, sample.photo, sample.coarse,
+        refine_file(timed_predictor, labels, uses_coarse, sample.photo, sample.coarse,
                     output / f"{sample.name}.png", setup.settings)
     single = (time.perf_counter() - started) / len(samples)
     network = inside[0] / len(samples)
     pairs = [(sample.name, sample.photo, sample.coarse) for sample in samples]
     started = time.perf_counter()
     for (stem, photo, coarse), read_inputs in read_ahead(pairs, labels, lambda stem: True):
-        refine_file(predictor, labels, model_config, photo, coarse, output / f"folder_{stem}.png", setup.settings,
+        refine_file(predictor, labels, uses_coarse, photo, coarse, output / f"folder_{stem}.png", setup.settings,
                     inputs=read_inputs())
     folder_rate = len(samples) / (time.perf_counter() - started)
     return Timing(setup, single, network, folder_rate)
@@ -192,9 +192,9 @@ import json, resource, sys, time
 from c2f_cli.backends import load_predictor
 from c2f_cli.refine import refine_file
 model, backend, device, photo, coarse, output = sys.argv[1:7]
-predictor, labels, model_config = load_predictor(model, None, backend, device)
+predictor, labels, uses_coarse = load_predictor(model, None, backend, device)
 started = time.perf_counter()
-refine_file(predictor, labels, model_config, photo, coarse, output)
+refine_file(predictor, labels, uses_coarse, photo, coarse, output)
 print(json.dumps({"seconds": time.perf_counter() - started,
                   "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
@@ -246,14 +246,14 @@ def measure_overlaps(onnx_path: Path, metadata: dict, data: Path, device: str) -
     samples = [load_sample(sample, FASSEG_LABELS) for sample in find_samples(data) if sample.name in held_out]
     if not samples:
         return []
-    predictor, labels, model_config = load_predictor(onnx_path, None, "onnx", device)
+    predictor, labels, uses_coarse = load_predictor(onnx_path, None, "onnx", device)
     windows = WindowSettings(whole_image_max_pixels=0)
     variants = [(f"windows, overlap {overlap}", replace(windows, overlap=overlap)) for overlap in (0, 32, 64, 128)]
     variants.append(("one pass (whole image)", replace(windows, whole_image=True)))
     results = []
     for name, settings in variants:
         started = time.perf_counter()
-        scores = score_refinement(predictor, samples, model_config, settings)
+        scores = score_refinement(predictor, samples, labels.num_classes, uses_coarse, settings)
         seconds = (time.perf_counter() - started) / len(samples)
         results.append((name, scores.pixel_accuracy, scores.mean_iou, seconds))
         print(f"{name}: accuracy {scores.pixel_accuracy:.2%}, mIoU {scores.mean_iou:.3f}, {seconds:.3f} s/face",

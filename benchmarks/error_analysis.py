@@ -72,17 +72,17 @@ def main() -> None:
     for strength in (0.0, 0.5, 1.0, 1.25, 1.5):
         model.log_loss_weights.copy_(shipped_adjustment * strength)
         for predictor, tta in ((predict, "no"), (mirrored(predict), "yes")):
-            scores = score_refinement(predictor, samples, model.config, ONE_PASS)
+            scores = score_refinement(predictor, samples, num_classes, True, ONE_PASS)
             print(f"| {strength} | {tta} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
     model.log_loss_weights.copy_(shipped_adjustment)
 
     print("\n| smoothing sigma (pixels) | pixel accuracy | mIoU |\n| ---: | ---: | ---: |")
     for sigma in (0.0, 1.0, 1.5, 2.0, 3.0, 4.0):
         settings = dataclasses.replace(ONE_PASS, smoothing=sigma)
-        scores = score_refinement(predict, samples, model.config, settings)
+        scores = score_refinement(predict, samples, num_classes, True, settings)
         default = " (default)" if sigma == WindowSettings.smoothing else ""
         print(f"| {sigma:g}{default} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
-    maps = [refine_map(predict, s.photo, s.coarse, num_classes, ONE_PASS, model.config.positions) for s in samples]
+    maps = [refine_map(predict, s.photo, s.coarse, num_classes, ONE_PASS) for s in samples]
 
     print("\nPixel accuracy with the prediction shifted (rows: down, columns: right; 4-pixel border left out)\n")
     shifts = (-2, -1, 0, 1, 2)

@@ -47,13 +47,12 @@ def main() -> None:
         sys.exit(f"{arguments.weights}: its metadata names no held-out faces (split.validation); "
                  "use weights that `c2f train` wrote with a validation split.")
     held_out, trained_on = set(split["validation"]), set(split.get("train", []))
-    predictor, labels, model_config = load_predictor(arguments.weights, None)
+    predictor, labels, uses_coarse = load_predictor(arguments.weights, None)
     found = find_samples(DATA)
     samples = [load_sample(sample, labels) for sample in found if sample.name in held_out]
     started = time.perf_counter()
     # One refinement per face serves both the pooled table and --per-face.
-    refined_maps = [refine_map(predictor, sample.photo, sample.coarse if model_config.use_coarse else None, labels.num_classes,
-                               positions=model_config.positions)
+    refined_maps = [refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None, labels.num_classes)
                     for sample in samples]
     seconds = (time.perf_counter() - started) / len(samples)
     confusions = [confusion_matrix(predicted, sample.fine, labels.num_classes)
@@ -65,7 +64,7 @@ def main() -> None:
     header = f"| figure | coarse map | c2f ({arguments.weights or 'shipped weights'}) |"
     if arguments.training_faces:
         training = [load_sample(sample, labels) for sample in found if sample.name in trained_on]
-        columns.append(score_refinement(predictor, training, model_config))
+        columns.append(score_refinement(predictor, training, labels.num_classes, uses_coarse))
         header += f" same, its {len(training)} training faces |"
     print(f"{len(samples)} held-out FASSEG faces ({', '.join(sorted(held_out))}); {seconds:.3f} s/face\n")
     print(header + "\n| --- |" + " ---: |" * len(columns))

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from c2f_cli.config import ModelConfig
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelSet
 from c2f_cli.tiling import Predictor
@@ -65,8 +64,8 @@ def choose_backend(weights: Path | None) -> str:
 
 
 def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str = "auto",
-                   device: str = "auto") -> tuple[Predictor, LabelSet, ModelConfig]:
-    """A predictor for a weights file, its label set, and its model config (which inputs it reads)."""
+                   device: str = "auto") -> tuple[Predictor, LabelSet, bool]:
+    """A predictor for a weights file, its label set, and whether it reads the coarse map."""
     if backend == "auto":
         backend = choose_backend(weights)
     if backend == "onnx":
@@ -77,4 +76,4 @@ def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str =
     from c2f_cli.weights import load_weights
 
     model, stored_labels, _ = load_weights(weights, labels)
-    return torch_predictor(model, device), stored_labels, model.config
+    return torch_predictor(model, device), stored_labels, model.config.use_coarse

@@ -105,10 +105,6 @@ def train(
         min=2, help="Channels of the U-Net's first level. Default: 16, or the --init model's.")] = None,
     depth: Annotated[Optional[int], typer.Option(
         min=1, max=5, help="Downsamplings of the U-Net. Default: 4, or the --init model's.")] = None,
-    positions: Annotated[Optional[bool], typer.Option(
-        "--positions/--no-positions", help="Also feed the network each pixel's place in the whole photo (two more "
-                                            "input planes), which a crop or window cannot see. Default: off, or "
-                                            "the --init model's.")] = None,
     init: Annotated[Optional[Path], typer.Option(
         "--init", help="Start from these weights instead of random ones (fine-tuning), e.g. "
                        "weights/fasseg.safetensors; its label set and architecture must match.")] = None,
@@ -146,15 +142,13 @@ def train(
     if init is not None:
         start = check_model_config(load_tensors(init)[1].get("model_config"), init)
         width, depth = width or start.width, depth or start.depth
-        positions = start.positions if positions is None else positions
     width, depth = width or ModelConfig.width, depth or ModelConfig.depth
-    positions = ModelConfig.positions if positions is None else positions
     if crop_size % 2**depth:
         fail(f"--crop-size must be a multiple of 2**depth = {2**depth}, got {crop_size}.")
     found = find_samples(data)
     samples = [load_sample(sample, label_set) for sample in found]
     model_config = ModelConfig(num_classes=label_set.num_classes, use_coarse=mode != "segment",
-                               width=width, depth=depth, positions=positions)
+                               width=width, depth=depth)
     config = TrainConfig(mode=mode, epochs=epochs, crops_per_image=crops_per_image, crop_size=crop_size,
                          batch_size=batch_size,
                          learning_rate=lr, class_weight_power=class_weight_power,
@@ -256,21 +250,21 @@ def refine(
     if image.is_dir() != coarse.is_dir():
         fail(f"give two files or two folders; {image} and {coarse} are one of each.")
     requested_labels = load_label_set(labels) if labels else None
-    predictor, label_set, model_config = load_predictor(weights, requested_labels, backend, device)
-    if not model_config.use_coarse:
+    predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend, device)
+    if not uses_coarse:
         console.print("[yellow]note[/yellow]: this is an RGB-only model (--mode segment); the coarse maps are ignored.")
     options = dict(settings=settings, output_format=output_format, strict=strict)
     if not image.is_dir():
         output_allowed(output, overwrite)
         if overlay is not None:
             new_file_allowed(overlay, overwrite)
-        result = refine_file(predictor, label_set, model_config, image, coarse, output,
+        result = refine_file(predictor, label_set, uses_coarse, image, coarse, output,
                              windows_dir=windows_dir, overlay_path=overlay, **options)
         note_conversion(result.photo_note)
         warn_far_pixels(coarse, result.far_pixels)
         console.print(f"[green]wrote[/green] {result.output}  ({result.changed_fraction:.1%} of pixels changed)")
         return
-    refine_folders(predictor, label_set, model_config, image, coarse, output, options, windows_dir, overlay,
+    refine_folders(predictor, label_set, uses_coarse, image, coarse, output, options, windows_dir, overlay,
                    overwrite, skip_existing)
 
 
@@ -305,7 +299,7 @@ def stop_after_current_image() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def refine_folders(predictor, label_set, model_config, images: Path, coarse: Path, output: Path, options: dict,
+def refine_folders(predictor, label_set, uses_coarse, images: Path, coarse: Path, output: Path, options: dict,
                    windows_dir: Optional[Path], overlay: Optional[Path], overwrite: bool, skip_existing: bool) -> None:
     """Folder mode: a bad or unpaired file is reported and skipped; Ctrl-C stops after the current image."""
     from c2f_cli.folders import plan_folder, refine_folder
@@ -313,7 +307,7 @@ def refine_folders(predictor, label_set, model_config, images: Path, coarse: Pat
     pairs, unpaired = plan_folder(images, coarse, output, overlay, overwrite, skip_existing)
     failures = [(outcome.stem, outcome.message) for outcome in unpaired]
     skipped, written, stopped_early = 0, 0, False
-    outcomes = refine_folder(predictor, label_set, model_config, pairs, windows_dir=windows_dir, **options)
+    outcomes = refine_folder(predictor, label_set, uses_coarse, pairs, windows_dir=windows_dir, **options)
     with progress_bar() as progress, stop_after_current_image() as stop_requested, contextlib.closing(outcomes):
         task = progress.add_task("refining", total=len(pairs), status="")
         for _ in pairs:  # check for a stop before asking for the next outcome, as asking starts that pair's work

@@ -16,12 +16,11 @@ class ModelConfig:
     use_coarse: bool = True  # False = the RGB-only baseline (`--mode segment`)
     width: int = 16  # channels of the first level; doubled at each level
     depth: int = 4  # number of 2x downsamplings
-    positions: bool = False  # two more input planes: each pixel's place in the whole image (tiling.position_planes)
 
     @property
     def in_channels(self) -> int:
-        """RGB, one channel per class of the coarse map when conditioned, and the position planes if used."""
-        return 3 + (self.num_classes if self.use_coarse else 0) + (2 if self.positions else 0)
+        """RGB plus one channel per class of the coarse map when conditioned."""
+        return 3 + (self.num_classes if self.use_coarse else 0)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from c2f_cli.config import ModelConfig, WindowSettings
+from c2f_cli.config import WindowSettings
 from c2f_cli.data import IMAGE_SUFFIXES, images_by_stem, pair_by_stem
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelMap, LabelSet
@@ -111,7 +111,7 @@ def plan_folder(images: Path, coarse: Path, output: Path, overlay: Path | None, 
     return pairs, failures
 
 
-def refine_folder(predictor: Predictor, labels: LabelSet, model_config: ModelConfig, pairs: list[FolderPair],
+def refine_folder(predictor: Predictor, labels: LabelSet, uses_coarse: bool, pairs: list[FolderPair],
                   settings: WindowSettings = WindowSettings(), output_format: str | None = None,
                   strict: bool = False, windows_dir: Path | None = None) -> Iterator[PairOutcome]:
     """Yield one outcome per planned pair, in order; a C2FError fails only its own pair.
@@ -129,7 +129,7 @@ def refine_folder(predictor: Predictor, labels: LabelSet, model_config: ModelCon
             outcome = PairOutcome(stem, "refused", pair.decision, pair.coarse)
         else:
             try:
-                result = refine_file(predictor, labels, model_config, pair.photo, pair.coarse, pair.output, settings,
+                result = refine_file(predictor, labels, uses_coarse, pair.photo, pair.coarse, pair.output, settings,
                                      output_format, strict, windows_dir=windows_dir / stem if windows_dir else None,
                                      overlay_path=pair.overlay, inputs=read_pair())
                 outcome = PairOutcome(stem, "written", coarse=pair.coarse, result=result)

@@ -159,7 +159,7 @@ def train_gan_epoch(run: Run, fine_samples: list[LoadedSample], coarse_only: lis
     for step in range(steps):
         chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
         crops = [random_crop(fine_samples[index], fine_samples[index].fine, config.crop_size, rng) for index in chosen]
-        inputs, targets = make_batch(crops, run.model.config, rng)
+        inputs, targets = make_batch(crops, num_classes, True, rng)
         logits = run.model(inputs)
         probabilities = output_probabilities(logits, weights)
         if not (second_step and run.discriminator.kind == "image"):  # the report froze its discriminator in step 2
@@ -176,7 +176,7 @@ def train_gan_epoch(run: Run, fine_samples: list[LoadedSample], coarse_only: lis
             picks = rng.integers(0, len(coarse_only), size=len(chosen))
             crops = [random_crop(coarse_only[index], coarse_only[index].coarse, config.crop_size, rng)
                      for index in picks]
-            unlabelled_inputs, _ = make_batch(crops, run.model.config, rng)
+            unlabelled_inputs, _ = make_batch(crops, num_classes, True, rng)
             semi, confident_share = coarse_only_loss(run.model, run.discriminator, unlabelled_inputs, weights, rng)
             loss = loss + semi
             totals["confident_share"] += confident_share

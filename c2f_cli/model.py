@@ -66,7 +66,7 @@ class UNet(nn.Module):
             features = decoder(torch.cat([features, skips.pop()], dim=1))
         logits = self.head(features)  # (N, num_classes, H, W)
         if self.coarse_gain is not None:
-            logits = logits + self.coarse_gain * inputs[:, 3:3 + self.config.num_classes]
+            logits = logits + self.coarse_gain * inputs[:, 3:]
         if not self.training:
             logits = logits - self.log_loss_weights[:, None, None]
         return logits

@@ -166,8 +166,8 @@ def read_metadata(session, path: Path) -> tuple[LabelSet, ModelConfig]:
 
 
 def onnx_predictor(weights: Path | None, labels: LabelSet | None,
-                   device: str = "auto") -> tuple[Predictor, LabelSet, ModelConfig]:
-    """An ONNX Runtime predictor for an exported file, its label set, and its model config (which inputs it reads)."""
+                   device: str = "auto") -> tuple[Predictor, LabelSet, bool]:
+    """An ONNX Runtime predictor for an exported file, its label set, and whether it reads the coarse map."""
     path = Path(weights) if weights else default_onnx_path()
     if path.suffix.lower() == ".safetensors":
         raise C2FError(f"{path} holds torch weights; --backend onnx needs an .onnx file. Run "
@@ -182,4 +182,4 @@ def onnx_predictor(weights: Path | None, labels: LabelSet | None,
 
     def predict(batch: np.ndarray) -> np.ndarray:
         return session.run(output_names, {INPUT_NAME: batch})[0]
-    return predict, stored_labels, config
+    return predict, stored_labels, config.use_coarse

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from c2f_cli.config import MIN_SMOOTHING, SIZE_MULTIPLE, ModelConfig, WindowSettings, is_smoothing
+from c2f_cli.config import MIN_SMOOTHING, SIZE_MULTIPLE, WindowSettings, is_smoothing
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelMap, LabelSet, write_atomically
 from c2f_cli.score import Scores, confusion_matrix, scores_from_confusion
@@ -68,8 +68,8 @@ def goes_whole(height: int, width: int, settings: WindowSettings) -> bool:
 
 
 def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
-                   settings: WindowSettings, on_batch: Callable[[int, int], None] | None = None,
-                   positions: bool = False) -> tuple[Iterator[tuple[Box, np.ndarray]], tuple[int, int], int]:
+                   settings: WindowSettings, on_batch: Callable[[int, int], None] | None = None
+                   ) -> tuple[Iterator[tuple[Box, np.ndarray]], tuple[int, int], int]:
     """Windows' probabilities for a photo, the padded size they tile, and their overlap.
 
     photo is uint8 (H, W, 3); coarse is (H, W) class ids, or None for RGB-only models.
@@ -84,17 +84,16 @@ def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray |
     padded_photo = pad_image(photo, *padded)
     padded_coarse = None if coarse is None else pad_image(coarse, *padded)
     windows = predict_windows(predictor, padded_photo, padded_coarse, num_classes, window, overlap,
-                              batch_size, on_batch, (height, width) if positions else None)
+                              batch_size, on_batch)
     return windows, padded, overlap
 
 
 def refine_probabilities(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
                          settings: WindowSettings = WindowSettings(),
                          on_batch: Callable[[int, int], None] | None = None,
-                         windows_dir: Path | None = None, labels: LabelSet | None = None,
-                         positions: bool = False) -> np.ndarray:
+                         windows_dir: Path | None = None, labels: LabelSet | None = None) -> np.ndarray:
     """float32 (K, H, W) stitched and smoothed probabilities; windows are also saved when windows_dir is given."""
-    windows, padded, overlap = refine_windows(predictor, photo, coarse, num_classes, settings, on_batch, positions)
+    windows, padded, overlap = refine_windows(predictor, photo, coarse, num_classes, settings, on_batch)
     if windows_dir is not None:
         manifest = {"height": photo.shape[0], "width": photo.shape[1], "padded": list(padded),
                     "overlap": overlap, "num_classes": num_classes, "smoothing": settings.smoothing,
@@ -105,19 +104,17 @@ def refine_probabilities(predictor: Predictor, photo: np.ndarray, coarse: np.nda
 
 
 def refine_map(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
-               settings: WindowSettings = WindowSettings(), positions: bool = False) -> np.ndarray:
+               settings: WindowSettings = WindowSettings()) -> np.ndarray:
     """Fine class ids (H, W) for one photo and its coarse map."""
-    return class_ids(refine_probabilities(predictor, photo, coarse, num_classes, settings, positions=positions))
+    return class_ids(refine_probabilities(predictor, photo, coarse, num_classes, settings))
 
 
-def score_refinement(predictor: Predictor, samples: list, model_config: ModelConfig,
+def score_refinement(predictor: Predictor, samples: list, num_classes: int, uses_coarse: bool,
                      settings: WindowSettings = WindowSettings()) -> Scores:
     """Pooled scores of refining fine-labelled samples (data.LoadedSample) against their fine maps."""
-    num_classes = model_config.num_classes
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     for sample in samples:
-        predicted = refine_map(predictor, sample.photo, sample.coarse if model_config.use_coarse else None,
-                               num_classes, settings, model_config.positions)
+        predicted = refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None, num_classes, settings)
         confusion += confusion_matrix(predicted, sample.fine, num_classes)
     return scores_from_confusion(confusion)
 
@@ -242,7 +239,7 @@ def read_inputs(photo_path: Path, coarse_path: Path, labels: LabelSet) -> tuple[
     return photo, coarse
 
 
-def refine_file(predictor: Predictor, labels: LabelSet, model_config: ModelConfig, photo_path: Path, coarse_path: Path,
+def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo_path: Path, coarse_path: Path,
                 output_path: Path, settings: WindowSettings = WindowSettings(), output_format: str | None = None,
                 strict: bool = False, windows_dir: Path | None = None, overlay_path: Path | None = None,
                 on_batch: Callable[[int, int], None] | None = None,
@@ -254,9 +251,8 @@ def refine_file(predictor: Predictor, labels: LabelSet, model_config: ModelConfi
     if strict and coarse.far_pixels:
         raise C2FError(f"{coarse_path}: {coarse.far_pixels} pixels have colours far from every palette colour "
                        "(--strict); fix the map or pass the right --labels.")
-    probabilities = refine_probabilities(predictor, photo, coarse.class_ids if model_config.use_coarse else None,
-                                         labels.num_classes, settings, on_batch, windows_dir, labels,
-                                         model_config.positions)
+    probabilities = refine_probabilities(predictor, photo, coarse.class_ids if uses_coarse else None,
+                                         labels.num_classes, settings, on_batch, windows_dir, labels)
     fine = class_ids(probabilities)
     if overlay_path is not None:  # before the map: an existing map then means its overlay is complete too
         from c2f_cli.overlay import write_overlay

@@ -72,37 +72,18 @@ def pad_image(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(array, extra, mode=mode)
 
 
-def position_planes(rows: np.ndarray, columns: np.ndarray, image_height: int, image_width: int) -> np.ndarray:
-    """float32 (2, len(rows), len(columns)): where each pixel lies in the whole image.
+def network_input(photo: np.ndarray, coarse: np.ndarray | None, num_classes: int) -> np.ndarray:
+    """float32 (C, h, w) input: normalised RGB, then the one-hot coarse map if given.
 
-    rows and columns are (possibly fractional) pixel positions in an image_height x
-    image_width image. Plane 0 runs from -1 at the top to 1 at the bottom; plane 1 is
-    the distance from the vertical centre line in the same unit, so a face keeps its
-    proportions. A crop or a window cannot tell its own border from the image's; these
-    planes tell the network where it is (clothes at the bottom, sky at the top).
-    """
-    planes = np.empty((2, len(rows), len(columns)), dtype=np.float32)
-    planes[0] = ((2 * np.asarray(rows, np.float64) + 1) / image_height - 1)[:, None]
-    planes[1] = ((2 * np.asarray(columns, np.float64) + 1 - image_width) / image_height)[None, :]
-    return planes
-
-
-def network_input(photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
-                  positions: np.ndarray | None = None) -> np.ndarray:
-    """float32 (C, h, w) input: normalised RGB, the one-hot coarse map if given, then the position planes if given.
-
-    photo is uint8 (h, w, 3); coarse is (h, w) class ids or None for RGB-only models;
-    positions is float32 (2, h, w) from position_planes, or None.
+    photo is uint8 (h, w, 3); coarse is (h, w) class ids or None for RGB-only models.
     """
     channels = 3 + (num_classes if coarse is not None else 0)
-    result = np.empty((channels + (0 if positions is None else 2), *photo.shape[:2]), dtype=np.float32)
+    result = np.empty((channels, *photo.shape[:2]), dtype=np.float32)
     np.subtract(photo.transpose(2, 0, 1), PHOTO_MEAN, out=result[:3], dtype=np.float32)
     result[:3] /= PHOTO_SPREAD
     if coarse is not None:
         for class_id in range(num_classes):
             np.equal(coarse, class_id, out=result[3 + class_id], casting="unsafe")
-    if positions is not None:
-        result[channels:] = positions
     return result
 
 
@@ -175,20 +156,13 @@ def batched(items: list, size: int) -> Iterator[list]:
 
 def predict_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
                     window: int, overlap: int, batch_size: int,
-                    on_batch: Callable[[int, int], None] | None = None,
-                    image_size: tuple[int, int] | None = None) -> Iterator[tuple[Box, np.ndarray]]:
-    """Yield (box, (K, h, w) probabilities) for every window of an already padded image.
-
-    image_size, the (height, width) before padding, is given for models that take position planes.
-    """
+                    on_batch: Callable[[int, int], None] | None = None) -> Iterator[tuple[Box, np.ndarray]]:
+    """Yield (box, (K, h, w) probabilities) for every window of an already padded image."""
     boxes = plan_windows(photo.shape[0], photo.shape[1], window, overlap)
     done = 0
     for batch in batched(boxes, batch_size):
         inputs = np.stack([
-            network_input(photo[box.slices()], None if coarse is None else coarse[box.slices()], num_classes,
-                          None if image_size is None else position_planes(
-                              np.arange(box.top, box.top + box.height), np.arange(box.left, box.left + box.width),
-                              *image_size))
+            network_input(photo[box.slices()], None if coarse is None else coarse[box.slices()], num_classes)
             for box in batch
         ])
         probabilities = softmax(np.asarray(predictor(inputs), dtype=np.float32))

@@ -28,7 +28,7 @@ from c2f_cli.errors import C2FError
 from c2f_cli.labels import LabelSet, write_atomically
 from c2f_cli.model import UNet
 from c2f_cli.refine import score_refinement
-from c2f_cli.tiling import network_input, pad_image, position_planes
+from c2f_cli.tiling import network_input, pad_image
 from c2f_cli.weights import load_tensors, model_metadata, save_tensors, save_weights
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -56,8 +56,8 @@ def class_weights(maps: list[np.ndarray], num_classes: int, power: float) -> np.
 
 
 def random_crop(sample: LoadedSample, target: np.ndarray, crop_size: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """An augmented (photo, coarse, target, position planes) crop: random scale (half of the time), position, mirror."""
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An augmented (photo, coarse, target) crop: random scale (half of the time), position and mirror."""
     # Resampling a label map with NEAREST moves its boundaries by up to half a pixel, and most
     # errors sit within two pixels of a boundary: half of the crops keep the native scale.
     scale = math.exp(rng.uniform(math.log(0.75), math.log(1.33))) if rng.random() < 0.5 else 1.0
@@ -68,38 +68,33 @@ def random_crop(sample: LoadedSample, target: np.ndarray, crop_size: int,
     top = rng.integers(0, arrays[0].shape[0] - source_size + 1)
     left = rng.integers(0, arrays[0].shape[1] - source_size + 1)
     crops = [array[top:top + source_size, left:left + source_size] for array in arrays]
-    # Where each output pixel samples the source, as PIL's resize does: pixel centres, scaled.
-    offsets = (np.arange(crop_size) + 0.5) * source_size / crop_size - 0.5
-    columns = left + offsets
     if rng.random() < 0.5:
         crops = [crop[:, ::-1] for crop in crops]
-        columns = width - left - source_size + offsets  # the same pixels' places in the mirrored photo
-    positions = position_planes(top + offsets, columns, height, width)
     photo = Image.fromarray(np.ascontiguousarray(crops[0])).resize((crop_size, crop_size), Image.BILINEAR)
     maps = [Image.fromarray(np.ascontiguousarray(crop)).resize((crop_size, crop_size), Image.NEAREST)
             for crop in crops[1:]]
-    return np.asarray(photo), np.asarray(maps[0]), np.asarray(maps[1]), positions
+    return np.asarray(photo), np.asarray(maps[0]), np.asarray(maps[1])
 
 
-def make_batch(crops: list, model_config: ModelConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Network inputs (N, C, h, w) for this model, with colour jitter, and int64 targets (N, h, w)."""
-    inputs = np.stack([network_input(photo, coarse if model_config.use_coarse else None, model_config.num_classes,
-                                     positions if model_config.positions else None)
-                       for photo, coarse, _, positions in crops])
+def make_batch(crops: list, num_classes: int, use_coarse: bool,
+               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network inputs (N, C, h, w) with colour jitter, and int64 targets (N, h, w)."""
+    inputs = np.stack([network_input(photo, coarse if use_coarse else None, num_classes)
+                       for photo, coarse, _ in crops])
     # Lighting and camera differ between datasets: jitter contrast, brightness, and each channel's gain.
     contrast = rng.uniform(0.8, 1.2, size=(len(crops), 1, 1, 1))
     brightness = rng.uniform(-0.2, 0.2, size=(len(crops), 1, 1, 1))
     gain = rng.uniform(0.9, 1.1, size=(len(crops), 3, 1, 1))
     inputs[:, :3] = inputs[:, :3] * contrast * gain + brightness
-    targets = np.stack([crop[2] for crop in crops]).astype(np.int64)
+    targets = np.stack([target for _, _, target in crops]).astype(np.int64)
     return torch.from_numpy(inputs), torch.from_numpy(targets)
 
 
-def evaluate(model: UNet, samples: list[LoadedSample]) -> dict[str, float]:
+def evaluate(model: UNet, samples: list[LoadedSample], num_classes: int) -> dict[str, float]:
     """Pooled pixel accuracy and mean IoU of whole-image predictions on fine-labelled samples."""
     model.eval()
     # The network's own output, unsmoothed, so validation figures compare across c2f versions.
-    scores = score_refinement(torch_predictor(model), samples, model.config,
+    scores = score_refinement(torch_predictor(model), samples, num_classes, model.config.use_coarse,
                               WindowSettings(whole_image=True, smoothing=0.0))
     return {"val_accuracy": scores.pixel_accuracy, "val_miou": scores.mean_iou,
             **{f"val_iou_{index}": iou for index, iou in enumerate(scores.class_iou)}}
@@ -282,7 +277,7 @@ def train_epoch(run: Run, samples: list[LoadedSample], config: TrainConfig, epoc
     for step in range(steps):
         chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
         crops = [random_crop(samples[index], samples[index].fine, config.crop_size, rng) for index in chosen]
-        inputs, targets = make_batch(crops, run.model.config, rng)
+        inputs, targets = make_batch(crops, run.model.config.num_classes, run.model.config.use_coarse, rng)
         loss = criterion(run.model(inputs), targets)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -327,7 +322,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
         else:
             row = {"epoch": epoch + 1, "train_loss": train_epoch(run, train_samples, config, epoch, on_step)}
         if validation_samples:
-            row.update(evaluate(run.model, validation_samples))
+            row.update(evaluate(run.model, validation_samples, model_config.num_classes))
         row["seconds"] = time.perf_counter() - started
         run.history.append(row)
         save_checkpoint(out_dir, run, labels, config, split)

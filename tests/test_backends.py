@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from c2f_cli.labels import FASSEG_LABELS, LabelSet, read_label_map, write_label_
 from c2f_cli.model import UNet
 from c2f_cli.onnx_backend import INPUT_NAME, OUTPUT_NAME, export_onnx, onnx_predictor
 from c2f_cli.refine import refine_probabilities
-from c2f_cli.tiling import network_input, position_planes
+from c2f_cli.tiling import network_input
 from c2f_cli.weights import save_weights
 from conftest import make_scene
 
@@ -56,19 +55,17 @@ def trained_looking_model(config: ModelConfig, seed: int = 0) -> UNet:
         model.train()
         for scene_seed in range(3):
             photo, coarse, _ = make_scene(64, 64, seed=100 + scene_seed)
-            positions = position_planes(np.arange(64), np.arange(64), 64, 64) if config.positions else None
             model(torch.from_numpy(network_input(photo, coarse if config.use_coarse else None,
-                                                 config.num_classes, positions)[None]))
+                                                 config.num_classes)[None]))
     return model.eval()
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> dict[str, Path]:
-    """A conditional, a position-aware and an RGB-only model as safetensors, each exported beside itself as .onnx."""
+    """A conditional and an RGB-only model as safetensors, each exported beside itself as .onnx."""
     folder = tmp_path_factory.mktemp("backends")
     paths = {}
-    for name, config in (("conditional", SMALL_CONFIG), ("positions", dataclasses.replace(SMALL_CONFIG, positions=True)),
-                         ("rgb_only", ModelConfig(width=4, depth=2, use_coarse=False))):
+    for name, config in (("conditional", SMALL_CONFIG), ("rgb_only", ModelConfig(width=4, depth=2, use_coarse=False))):
         weights = folder / f"{name}.safetensors"
         save_weights(weights, trained_looking_model(config), FASSEG_LABELS, {"validation": {"val_accuracy": 0.5}})
         onnx_path, difference = export_onnx(weights)
@@ -80,18 +77,15 @@ def exported(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("settings", [WindowSettings(), WindowSettings(whole_image=True)],
                          ids=["windows", "whole-image"])
-@pytest.mark.parametrize("name", ["conditional", "positions"])
-def test_torch_and_onnx_agree_on_real_sized_faces(exported, settings, name):
-    weights = exported[name]
-    torch_backend, labels, model_config = load_predictor(weights, None, "torch", "cpu")
-    onnx_backend, onnx_labels, onnx_config = load_predictor(weights.with_suffix(".onnx"), None, "onnx", "cpu")
-    assert onnx_labels == labels and onnx_config == model_config
+def test_torch_and_onnx_agree_on_real_sized_faces(exported, settings):
+    weights = exported["conditional"]
+    torch_backend, labels, _ = load_predictor(weights, None, "torch", "cpu")
+    onnx_backend, onnx_labels, _ = load_predictor(weights.with_suffix(".onnx"), None, "onnx", "cpu")
+    assert onnx_labels == labels
     for seed, (height, width) in enumerate([(512, 400), (512, 354)]):  # FASSEG-sized faces
         photo, coarse, _ = make_scene(height, width, seed=seed)
-        expected = refine_probabilities(torch_backend, photo, coarse, labels.num_classes, settings,
-                                        positions=model_config.positions)
-        actual = refine_probabilities(onnx_backend, photo, coarse, labels.num_classes, settings,
-                                      positions=onnx_config.positions)
+        expected = refine_probabilities(torch_backend, photo, coarse, labels.num_classes, settings)
+        actual = refine_probabilities(onnx_backend, photo, coarse, labels.num_classes, settings)
         assert actual.shape == expected.shape == (labels.num_classes, height, width)
         assert np.abs(actual - expected).max() < PROBABILITY_TOLERANCE
         same_class = (actual.argmax(axis=0) == expected.argmax(axis=0)).mean()
@@ -107,10 +101,10 @@ def test_export_carries_labels_config_and_the_weights_metadata(exported):
     assert ModelConfig(**json.loads(metadata["model_config"])) == SMALL_CONFIG
     assert json.loads(metadata["validation"]) == {"val_accuracy": 0.5}
     assert json.loads(metadata["source_weights"]) == "conditional.safetensors"
-    _, labels, model_config = onnx_predictor(exported["conditional"].with_suffix(".onnx"), FASSEG_LABELS, "cpu")
-    assert labels == FASSEG_LABELS and model_config.use_coarse
-    _, _, model_config = onnx_predictor(exported["rgb_only"].with_suffix(".onnx"), None, "cpu")
-    assert not model_config.use_coarse
+    _, labels, uses_coarse = onnx_predictor(exported["conditional"].with_suffix(".onnx"), FASSEG_LABELS, "cpu")
+    assert labels == FASSEG_LABELS and uses_coarse
+    _, _, uses_coarse = onnx_predictor(exported["rgb_only"].with_suffix(".onnx"), None, "cpu")
+    assert not uses_coarse
 
 
 def test_export_has_dynamic_batch_height_and_width(exported):

@@ -102,26 +102,6 @@ def test_refine_smooth_zero_gives_the_networks_own_map_and_a_negative_one_is_ref
     assert "--smooth must be 0" in result.output and not (tmp_path / "bad.png").exists()
 
 
-def test_a_position_aware_model_trains_refines_and_passes_its_setting_to_a_fine_tune(dataset, tmp_path):
-    out = tmp_path / "run"
-    run("train", "--data", dataset, "--out", out, "--epochs", "1", "--width", "4", "--depth", "2", "--positions",
-        "--crop-size", "32", "--crops-per-image", "2", "--batch-size", "4", "--validation-fraction", "0.25")
-    model, _, _ = load_weights(out / "model.safetensors")
-    assert model.config.positions
-    inputs = [dataset / "images" / "face_02.png", dataset / "coarse" / "face_02.png"]
-    photo = read_photo(inputs[0])
-    coarse = read_label_map(inputs[1], FASSEG_LABELS).class_ids
-    for mode in ("--whole-image", "--windows"):
-        run("refine", *inputs, "-o", tmp_path / "fine.png", "--weights", out / "model.safetensors", mode,
-            "--window", "32", "--overlap", "8", "--overwrite")
-        settings = WindowSettings(32, 8, whole_image=mode == "--whole-image", whole_image_max_pixels=0)
-        expected = refine_map(torch_predictor(model), photo, coarse, 6, settings, positions=True)
-        np.testing.assert_array_equal(read_label_map(tmp_path / "fine.png", FASSEG_LABELS).class_ids, expected)
-    run("train", "--data", dataset, "--out", tmp_path / "tuned", "--epochs", "1", "--crop-size", "32",
-        "--crops-per-image", "1", "--batch-size", "4", "--init", out / "model.safetensors")
-    assert load_weights(tmp_path / "tuned" / "model.safetensors")[0].config.positions
-
-
 def test_refine_writes_the_format_asked_for(dataset, trained_run, tmp_path):
     run("refine", dataset / "images" / "face_00.png", dataset / "coarse" / "face_00.png", "-o", tmp_path / "ids.png",
         "--weights", trained_run / "model.safetensors", "--whole-image", "--format", "index")

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from c2f_cli.config import ModelConfig, WindowSettings
+from c2f_cli.config import WindowSettings
 from c2f_cli.errors import C2FError
 from c2f_cli.folders import FolderPair, check_folder_inputs, outputs_allowed, plan_folder, refine_folder
 from c2f_cli.labels import FASSEG_LABELS, read_label_map
@@ -94,7 +94,7 @@ def test_refine_folder_yields_one_outcome_per_pair_in_order(tmp_path):
     (out / "dan.png").write_bytes(b"precious too")
     pairs, _ = plan_folder(images, coarse, out, None, False, False)
     pairs[1] = dataclasses.replace(pairs[1], decision="skip")  # as --skip-existing would decide
-    outcomes = list(refine_folder(coarse_echo_predictor(NUM_CLASSES), FASSEG_LABELS, ModelConfig(), pairs, SMALL_WINDOWS))
+    outcomes = list(refine_folder(coarse_echo_predictor(NUM_CLASSES), FASSEG_LABELS, True, pairs, SMALL_WINDOWS))
     assert [(outcome.stem, outcome.status) for outcome in outcomes] == [
         ("anna", "written"), ("ben", "skipped"), ("cleo", "failed"), ("dan", "refused")]
     assert outcomes[0].result.output == out / "anna.png" and outcomes[0].coarse == coarse / "anna.png"
@@ -109,7 +109,7 @@ def test_refine_folder_yields_one_outcome_per_pair_in_order(tmp_path):
 def test_refine_folder_works_only_when_asked_for_the_next_outcome(tmp_path):
     images, coarse = make_folders(tmp_path, ["anna", "ben", "cleo"], ["anna", "ben", "cleo"])
     pairs, _ = plan_folder(images, coarse, tmp_path / "out", tmp_path / "checks", False, False)
-    outcomes = refine_folder(coarse_echo_predictor(NUM_CLASSES), FASSEG_LABELS, ModelConfig(), pairs, SMALL_WINDOWS,
+    outcomes = refine_folder(coarse_echo_predictor(NUM_CLASSES), FASSEG_LABELS, True, pairs, SMALL_WINDOWS,
                              windows_dir=tmp_path / "windows")
     assert not (tmp_path / "out").exists()
     assert next(outcomes).stem == "anna"
@@ -128,7 +128,7 @@ def test_an_interrupt_during_one_pair_leaves_no_partial_file(tmp_path):
         if len(calls) == 2:
             raise KeyboardInterrupt
         return echo(batch)
-    outcomes = refine_folder(interrupt_the_second_image, FASSEG_LABELS, ModelConfig(), pairs, WindowSettings(whole_image=True))
+    outcomes = refine_folder(interrupt_the_second_image, FASSEG_LABELS, True, pairs, WindowSettings(whole_image=True))
     assert next(outcomes).status == "written"
     with pytest.raises(KeyboardInterrupt):
         next(outcomes)

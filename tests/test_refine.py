@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from c2f_cli.backends import load_predictor
-from c2f_cli.config import ModelConfig, WindowSettings
+from c2f_cli.config import WindowSettings
 from c2f_cli.errors import C2FError
 from c2f_cli.labels import ENCODINGS, FASSEG_LABELS, read_label_map, write_label_map
 from c2f_cli.refine import (
@@ -42,7 +42,7 @@ def near_tie_predictor(batch: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_refined_map_is_written_in_the_coarse_maps_encoding(tmp_path, scene, encoding):
     photo_path, coarse_path = write_inputs(tmp_path, scene, encoding)
-    result = refine_file(coarse_echo_predictor(NUM_CLASSES), FASSEG_LABELS, ModelConfig(), photo_path, coarse_path,
+    result = refine_file(coarse_echo_predictor(NUM_CLASSES), FASSEG_LABELS, True, photo_path, coarse_path,
                          tmp_path / "fine.png", SMALL_WINDOWS)
     written = read_label_map(tmp_path / "fine.png", FASSEG_LABELS)
     assert written.encoding == encoding
@@ -54,7 +54,7 @@ def test_refined_map_is_written_in_the_coarse_maps_encoding(tmp_path, scene, enc
 @pytest.mark.parametrize("output_format", ["index", "palette"])
 def test_an_explicit_format_overrides_the_coarse_maps_encoding(tmp_path, scene, output_format):
     photo_path, coarse_path = write_inputs(tmp_path, scene, "color")
-    refine_file(coarse_echo_predictor(NUM_CLASSES), FASSEG_LABELS, ModelConfig(), photo_path, coarse_path,
+    refine_file(coarse_echo_predictor(NUM_CLASSES), FASSEG_LABELS, True, photo_path, coarse_path,
                 tmp_path / "fine.png", SMALL_WINDOWS, output_format=output_format)
     assert read_label_map(tmp_path / "fine.png", FASSEG_LABELS).encoding == output_format
 
@@ -66,7 +66,7 @@ def test_changed_fraction_compares_the_result_with_the_coarse_map(tmp_path, scen
         logits = np.zeros((len(batch), NUM_CLASSES, *batch.shape[2:]), np.float32)
         logits[:, 2] = 1
         return logits
-    result = refine_file(always_skin, FASSEG_LABELS, ModelConfig(), photo_path, coarse_path, tmp_path / "fine.png",
+    result = refine_file(always_skin, FASSEG_LABELS, True, photo_path, coarse_path, tmp_path / "fine.png",
                          SMALL_WINDOWS)
     assert result.changed_fraction == pytest.approx((scene[1] != 2).mean())
 
@@ -78,7 +78,7 @@ def test_rgb_only_models_are_not_given_the_coarse_map(tmp_path, scene):
     def rgb_only(batch):
         seen_channels.add(batch.shape[1])
         return np.zeros((len(batch), NUM_CLASSES, *batch.shape[2:]), np.float32)
-    refine_file(rgb_only, FASSEG_LABELS, ModelConfig(use_coarse=False), photo_path, coarse_path, tmp_path / "fine.png", SMALL_WINDOWS)
+    refine_file(rgb_only, FASSEG_LABELS, False, photo_path, coarse_path, tmp_path / "fine.png", SMALL_WINDOWS)
     assert seen_channels == {3}
 
 
@@ -88,10 +88,10 @@ def test_strict_mode_refuses_coarse_maps_with_foreign_colours(tmp_path, scene):
     rgb[0, :5] = (255, 0, 255)
     Image.fromarray(rgb).save(coarse_path)
     predictor = coarse_echo_predictor(NUM_CLASSES)
-    lenient = refine_file(predictor, FASSEG_LABELS, ModelConfig(), photo_path, coarse_path, tmp_path / "fine.png", SMALL_WINDOWS)
+    lenient = refine_file(predictor, FASSEG_LABELS, True, photo_path, coarse_path, tmp_path / "fine.png", SMALL_WINDOWS)
     assert lenient.far_pixels == 5
     with pytest.raises(C2FError, match="--strict"):
-        refine_file(predictor, FASSEG_LABELS, ModelConfig(), photo_path, coarse_path, tmp_path / "strict.png",
+        refine_file(predictor, FASSEG_LABELS, True, photo_path, coarse_path, tmp_path / "strict.png",
                     SMALL_WINDOWS, strict=True)
     assert not (tmp_path / "strict.png").exists()
 
@@ -100,14 +100,14 @@ def test_a_coarse_map_of_another_size_is_refused(tmp_path, scene):
     photo_path, coarse_path = write_inputs(tmp_path, scene)
     write_label_map(coarse_path, scene[1][:, :-1], FASSEG_LABELS, "color")
     with pytest.raises(C2FError, match="is 51x40 but .*photo.png is 52x40; they must be the same size"):
-        refine_file(coarse_echo_predictor(NUM_CLASSES), FASSEG_LABELS, ModelConfig(), photo_path, coarse_path,
+        refine_file(coarse_echo_predictor(NUM_CLASSES), FASSEG_LABELS, True, photo_path, coarse_path,
                     tmp_path / "fine.png", SMALL_WINDOWS)
 
 
 @pytest.mark.parametrize("settings", [SMALL_WINDOWS, WindowSettings(whole_image=True)], ids=["windows", "whole-image"])
 def test_windows_dir_then_stitch_folder_gives_the_identical_map(tmp_path, scene, settings):
     photo_path, coarse_path = write_inputs(tmp_path, scene)
-    refine_file(near_tie_predictor, FASSEG_LABELS, ModelConfig(), photo_path, coarse_path, tmp_path / "fine.png",
+    refine_file(near_tie_predictor, FASSEG_LABELS, True, photo_path, coarse_path, tmp_path / "fine.png",
                 settings, windows_dir=tmp_path / "windows")
     probabilities, manifest = stitch_folder(tmp_path / "windows")
     refined = read_label_map(tmp_path / "fine.png", FASSEG_LABELS).class_ids
@@ -128,9 +128,9 @@ def test_stitched_probabilities_match_refines_own(tmp_path, scene):
 
 
 def test_windows_folder_with_a_trained_model_stitches_to_the_same_map(tmp_path, scene, tiny_weights):
-    predictor, labels, model_config = load_predictor(tiny_weights, FASSEG_LABELS, device="cpu")
+    predictor, labels, uses_coarse = load_predictor(tiny_weights, FASSEG_LABELS, device="cpu")
     photo_path, coarse_path = write_inputs(tmp_path, scene)
-    refine_file(predictor, labels, model_config, photo_path, coarse_path, tmp_path / "fine.png", SMALL_WINDOWS,
+    refine_file(predictor, labels, uses_coarse, photo_path, coarse_path, tmp_path / "fine.png", SMALL_WINDOWS,
                 windows_dir=tmp_path / "windows")
     probabilities, _ = stitch_folder(tmp_path / "windows")
     np.testing.assert_array_equal(class_ids(probabilities),

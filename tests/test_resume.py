@@ -213,7 +213,7 @@ class ScriptedPredictor:
 
 def refine_folder(monkeypatch, folders, out: Path, predictor, *extra: str):
     monkeypatch.setattr(c2f_cli.backends, "load_predictor",
-                        lambda weights, labels, backend, device: (predictor, FASSEG_LABELS, ModelConfig()))
+                        lambda weights, labels, backend, device: (predictor, FASSEG_LABELS, True))
     photos, maps = folders
     result = runner.invoke(app, ["refine", str(photos), str(maps), "-o", str(out), "--whole-image", *extra])
     assert "Traceback" not in result.output

@@ -8,8 +8,8 @@ import pytest
 from c2f_cli.config import WindowSettings
 from c2f_cli.refine import refine_map, refine_probabilities
 from c2f_cli.tiling import (
-    PHOTO_MEAN, PHOTO_SPREAD, Box, blend_weight, network_input, pad_image, plan_windows, position_planes,
-    predict_windows, stitch_windows, window_starts,
+    PHOTO_MEAN, PHOTO_SPREAD, Box, blend_weight, network_input, pad_image, plan_windows, predict_windows,
+    stitch_windows, window_starts,
 )
 from conftest import coarse_echo_predictor, make_scene
 
@@ -138,29 +138,3 @@ def test_predict_windows_reports_progress_per_batch(scene):
     assert reports == [(2, 9), (4, 9), (6, 9), (8, 9), (9, 9)]
     for box, probabilities in windows:
         assert probabilities.shape == (NUM_CLASSES, box.height, box.width)
-
-
-def test_position_planes_run_from_minus_one_to_one_down_and_keep_proportions_across():
-    planes = position_planes(np.arange(4), np.arange(6), 4, 6)
-    np.testing.assert_allclose(planes[0, :, 0], [-0.75, -0.25, 0.25, 0.75])
-    np.testing.assert_allclose(planes[1, 0], [-1.25, -0.75, -0.25, 0.25, 0.75, 1.25])  # the same unit as down
-
-
-def test_every_window_gets_its_slice_of_the_whole_images_position_planes(scene):
-    photo, coarse, _ = scene
-    height, width = photo.shape[:2]
-    padded = [pad_image(array, 64, 96) for array in (photo, coarse)]
-    whole = position_planes(np.arange(64), np.arange(96), height, width)
-    seen = []
-
-    def recording_predictor(inputs):
-        seen.extend(inputs)
-        return np.zeros((len(inputs), NUM_CLASSES, *inputs.shape[2:]), np.float32)
-    windows = list(predict_windows(recording_predictor, *padded, NUM_CLASSES, window=32, overlap=8, batch_size=3,
-                                   image_size=(height, width)))
-    assert len(seen) == len(windows) > 1
-    for (box, _), inputs in zip(windows, seen):
-        assert inputs.shape[0] == 3 + NUM_CLASSES + 2
-        np.testing.assert_array_equal(inputs[-2:], whole[(slice(None), *box.slices())])
-        np.testing.assert_array_equal(inputs[:-2], network_input(padded[0][box.slices()], padded[1][box.slices()],
-                                                                 NUM_CLASSES))

@@ -110,15 +110,6 @@ def test_rgb_only_mode_trains_a_model_without_coarse_input(synthetic_samples, tm
     assert model.config.use_coarse is False and model.config.in_channels == 3
 
 
-def test_a_position_aware_model_trains_and_keeps_its_setting(synthetic_samples, tmp_path):
-    config = ModelConfig(width=4, depth=2, positions=True)
-    rows: list[dict] = []
-    weights = train_model(synthetic_samples, FASSEG_LABELS, config, tiny_config(epochs=1), tmp_path, on_epoch=rows.append)
-    model, _, _ = load_weights(weights)
-    assert model.config == config and model.config.in_channels == 3 + 6 + 2
-    assert np.isfinite(rows[0]["train_loss"]) and 0 <= rows[0]["val_accuracy"] <= 1
-
-
 def test_training_without_fine_maps_is_refused(synthetic_samples, tmp_path):
     coarse_only = [LoadedSample(sample.name, sample.photo, sample.coarse, None) for sample in synthetic_samples]
     with pytest.raises(C2FError, match="fine map"):
@@ -179,9 +170,9 @@ def test_random_crops_have_the_crop_size_and_only_valid_class_ids():
     sample = LoadedSample("face", photo, coarse, fine)
     rng = np.random.default_rng(0)
     for _ in range(10):
-        photo_crop, coarse_crop, fine_crop, positions = random_crop(sample, fine, 32, rng)
+        photo_crop, coarse_crop, fine_crop = random_crop(sample, fine, 32, rng)
         assert photo_crop.shape == (32, 32, 3) and photo_crop.dtype == np.uint8
-        assert coarse_crop.shape == fine_crop.shape == (32, 32) and positions.shape == (2, 32, 32)
+        assert coarse_crop.shape == fine_crop.shape == (32, 32)
         assert set(np.unique(fine_crop)) <= set(np.unique(fine))
 
 
@@ -219,23 +210,3 @@ def test_resume_of_a_finetuning_run_does_not_need_the_init_file_any_more(finishe
     train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "run", resume=True)
     _, metadata = load_tensors(tmp_path / "run" / CHECKPOINT_NAME)
     assert len(metadata["history"]) == 2
-
-
-def test_a_crops_position_planes_name_the_photo_pixels_it_shows():
-    photo, coarse, fine = make_scene(64, 80, seed=3)
-    height, width = photo.shape[:2]
-    sample = LoadedSample("face", photo, coarse, fine)
-    rng = np.random.default_rng(1)
-    checked = {"plain": 0, "mirrored": 0}
-    for _ in range(40):
-        photo_crop, _, _, positions = random_crop(sample, fine, 32, rng)
-        rows = ((positions[0, :, 0] + 1) * height - 1) / 2
-        columns = (positions[1, 0, :] * height + width - 1) / 2
-        if not np.allclose(np.diff(rows), 1, atol=1e-4):
-            continue  # a rescaled crop shows resampled pixels
-        rows, columns = np.round(rows).astype(int), np.round(columns).astype(int)
-        plain = np.array_equal(photo_crop, photo[rows][:, columns])
-        mirrored = np.array_equal(photo_crop, photo[:, ::-1][rows][:, columns])
-        assert plain or mirrored
-        checked["plain" if plain else "mirrored"] += 1
-    assert checked["plain"] and checked["mirrored"]
