@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python benchmarks/error_analysis.py
+    python benchmarks/error_analysis.py [--weights runs/NAME/model.safetensors]
 
 Prints, for the faces named in the weights' metadata (split.validation), refined in
 one pass through PyTorch:
@@ -12,12 +12,15 @@ one pass through PyTorch:
 - pixel accuracy with the predicted map shifted by up to 2 pixels (a misaligned
   model or label would peak away from 0, 0);
 - the share of pixels and of errors by (chessboard) distance to the nearest fine-map
-  boundary.
+  boundary;
+- the error rate by height in the photo, in tenths of its rows (clothes and shoulders
+  fill the bottom tenth).
 All but the smoothing table look at the network's own map, unsmoothed (--smooth 0).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -62,7 +65,10 @@ def boundary_distance(fine: np.ndarray, limit: int) -> np.ndarray:
 def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"skipped: {DATA} is absent")
-    model, labels, metadata = load_weights(default_weights_path())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", type=Path, default=default_weights_path(),
+                        help="a .safetensors file whose metadata names its held-out faces (default: the shipped one)")
+    model, labels, metadata = load_weights(parser.parse_args().weights)
     held_out = set(metadata["split"]["validation"])
     samples = [load_sample(sample, labels) for sample in find_samples(DATA) if sample.name in held_out]
     num_classes, shipped_adjustment = labels.num_classes, model.log_loss_weights.clone()
@@ -107,6 +113,17 @@ def main() -> None:
         label = f"{distance}" if distance < bins - 1 else f">= {distance}"
         print(f"| {label} | {pixels[distance] / pixels.sum():.1%} | {errors[distance] / pixels[distance]:.1%} | "
               f"{errors[distance] / errors.sum():.1%} |")
+
+    bands = 10
+    pixels, errors = np.zeros(bands), np.zeros(bands)
+    for m, s in zip(maps, samples):
+        band = np.arange(s.fine.shape[0]) * bands // s.fine.shape[0]  # each row's tenth of the photo
+        pixels += np.bincount(band, minlength=bands) * s.fine.shape[1]
+        errors += np.bincount(band, weights=(m != s.fine).sum(axis=1), minlength=bands)
+    print("\nBy height in the photo (tenths of its rows, top to bottom)\n")
+    print("| tenth | error rate | share of errors |\n| ---: | ---: | ---: |")
+    for band in range(bands):
+        print(f"| {band + 1} | {errors[band] / pixels[band]:.2%} | {errors[band] / errors.sum():.1%} |")
 
 
 if __name__ == "__main__":
