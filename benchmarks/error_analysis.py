@@ -8,7 +8,9 @@ Prints, for the faces named in the weights' metadata (split.validation), refined
 one pass through PyTorch:
 - pixel accuracy and mIoU for logit adjustments of strength 0, 0.5, 1 (the shipped
   default), 1.25 and 1.5, with and without mirrored test-time augmentation;
-- pixel accuracy and mIoU for smoothings (`refine --smooth`) of sigma 0 to 4 pixels;
+- pixel accuracy and mIoU for smoothings (`refine --smooth`) of sigma 0 to 4 pixels, and
+  for an edge-aware alternative, a guided filter of the probabilities with the photo's
+  grey level as the guide (He et al. 2010), which moves class borders onto photo edges;
 - pixel accuracy with the predicted map shifted by up to 2 pixels (a misaligned
   model or label would peak away from 0, 0);
 - the share of pixels and of errors by (chessboard) distance to the nearest fine-map
@@ -31,7 +33,8 @@ import torch
 from c2f_cli.backends import torch_predictor
 from c2f_cli.config import WindowSettings
 from c2f_cli.data import find_samples, load_sample
-from c2f_cli.refine import refine_map, score_refinement
+from c2f_cli.refine import class_ids, refine_map, refine_probabilities, score_refinement
+from c2f_cli.score import confusion_matrix, scores_from_confusion
 from c2f_cli.weights import default_weights_path, load_weights
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
@@ -43,6 +46,21 @@ def mirrored(predict):
     def predict_both(batch: np.ndarray) -> np.ndarray:
         return (predict(batch) + predict(np.ascontiguousarray(batch[..., ::-1]))[..., ::-1]) / 2
     return predict_both
+
+
+def box_mean(plane: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over each pixel's (2 radius + 1)^2 square, edges repeated, by summed-area table."""
+    size = 2 * radius + 1
+    table = np.pad(plane, ((radius + 1, radius), (radius + 1, radius)), mode="edge").cumsum(0).cumsum(1)
+    return (table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]) / size**2
+
+
+def guided_filter(plane: np.ndarray, guide: np.ndarray, radius: int, epsilon: float) -> np.ndarray:
+    """He et al.'s guided filter: plane made locally linear in the guide, so it keeps the guide's edges."""
+    guide_mean, plane_mean = box_mean(guide, radius), box_mean(plane, radius)
+    slope = (box_mean(guide * plane, radius) - guide_mean * plane_mean) / (
+        box_mean(guide * guide, radius) - guide_mean**2 + epsilon)
+    return box_mean(slope, radius) * guide + box_mean(plane_mean - slope * guide_mean, radius)
 
 
 def boundary_distance(fine: np.ndarray, limit: int) -> np.ndarray:
@@ -88,6 +106,16 @@ def main() -> None:
         scores = score_refinement(predict, samples, num_classes, True, settings)
         default = " (default)" if sigma == WindowSettings.smoothing else ""
         print(f"| {sigma:g}{default} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
+    raw = [refine_probabilities(predict, s.photo, s.coarse, num_classes, ONE_PASS).astype(np.float64) for s in samples]
+    greys = [s.photo.mean(axis=2) / 255 for s in samples]
+    print("\n| guided filter radius | epsilon | pixel accuracy | mIoU |\n| ---: | ---: | ---: | ---: |")
+    for radius in (2, 4, 8):
+        for epsilon in (1e-3, 1e-2, 1e-1):
+            confusion = sum(confusion_matrix(class_ids(np.stack([guided_filter(plane, grey, radius, epsilon)
+                                                                 for plane in probabilities])), s.fine, num_classes)
+                            for probabilities, grey, s in zip(raw, greys, samples))
+            scores = scores_from_confusion(confusion)
+            print(f"| {radius} | {epsilon:g} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
     maps = [refine_map(predict, s.photo, s.coarse, num_classes, ONE_PASS) for s in samples]
 
     print("\nPixel accuracy with the prediction shifted (rows: down, columns: right; 4-pixel border left out)\n")
