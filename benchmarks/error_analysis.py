@@ -17,7 +17,7 @@ one pass through PyTorch:
   boundary;
 - the error rate by height in the photo, in tenths of its rows (clothes and shoulders
   fill the bottom tenth).
-All but the smoothing table look at the network's own map, unsmoothed (--smooth 0).
+All but the smoothing and guided-filter tables look at the network's own map, unsmoothed (--smooth 0).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 from c2f_cli.backends import torch_predictor
 from c2f_cli.config import WindowSettings
 from c2f_cli.data import find_samples, load_sample
-from c2f_cli.refine import class_ids, refine_map, refine_probabilities, score_refinement
+from c2f_cli.refine import class_ids, refine_probabilities, score_refinement
 from c2f_cli.score import confusion_matrix, scores_from_confusion
 from c2f_cli.weights import default_weights_path, load_weights
 
@@ -116,7 +116,7 @@ def main() -> None:
                             for probabilities, grey, s in zip(raw, greys, samples))
             scores = scores_from_confusion(confusion)
             print(f"| {radius} | {epsilon:g} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
-    maps = [refine_map(predict, s.photo, s.coarse, num_classes, ONE_PASS) for s in samples]
+    maps = [class_ids(probabilities) for probabilities in raw]  # the network's own maps
 
     print("\nPixel accuracy with the prediction shifted (rows: down, columns: right; 4-pixel border left out)\n")
     shifts = (-2, -1, 0, 1, 2)
