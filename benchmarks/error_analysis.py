@@ -23,7 +23,6 @@ All but the smoothing and guided-filter tables look at the network's own map, un
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import torch
 from c2f_cli.backends import torch_predictor
 from c2f_cli.config import WindowSettings
 from c2f_cli.data import find_samples, load_sample
-from c2f_cli.refine import class_ids, refine_probabilities, score_refinement
+from c2f_cli.refine import class_ids, refine_probabilities, score_refinement, smooth
 from c2f_cli.score import confusion_matrix, scores_from_confusion
 from c2f_cli.weights import default_weights_path, load_weights
 
@@ -100,22 +99,26 @@ def main() -> None:
             print(f"| {strength} | {tta} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
     model.log_loss_weights.copy_(shipped_adjustment)
 
+    # The network's own probabilities, computed once: every filter below works on copies of them.
+    raw = [refine_probabilities(predict, s.photo, s.coarse, num_classes, ONE_PASS) for s in samples]
+
+    def pooled(filtered: list[np.ndarray]) -> str:
+        """Pooled pixel accuracy and mIoU of the maps that filtered probabilities give, as table cells."""
+        scores = scores_from_confusion(sum(confusion_matrix(class_ids(probabilities), s.fine, num_classes)
+                                           for probabilities, s in zip(filtered, samples)))
+        return f"{scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f}"
+
     print("\n| smoothing sigma (pixels) | pixel accuracy | mIoU |\n| ---: | ---: | ---: |")
     for sigma in (0.0, 1.0, 1.5, 2.0, 3.0, 4.0):
-        settings = dataclasses.replace(ONE_PASS, smoothing=sigma)
-        scores = score_refinement(predict, samples, num_classes, True, settings)
         default = " (default)" if sigma == WindowSettings.smoothing else ""
-        print(f"| {sigma:g}{default} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
-    raw = [refine_probabilities(predict, s.photo, s.coarse, num_classes, ONE_PASS).astype(np.float64) for s in samples]
+        print(f"| {sigma:g}{default} | {pooled([smooth(p.copy(), sigma) for p in raw])} |")
     greys = [s.photo.mean(axis=2) / 255 for s in samples]
     print("\n| guided filter radius | epsilon | pixel accuracy | mIoU |\n| ---: | ---: | ---: | ---: |")
     for radius in (2, 4, 8):
         for epsilon in (1e-3, 1e-2, 1e-1):
-            confusion = sum(confusion_matrix(class_ids(np.stack([guided_filter(plane, grey, radius, epsilon)
-                                                                 for plane in probabilities])), s.fine, num_classes)
-                            for probabilities, grey, s in zip(raw, greys, samples))
-            scores = scores_from_confusion(confusion)
-            print(f"| {radius} | {epsilon:g} | {scores.pixel_accuracy:.2%} | {scores.mean_iou:.3f} |")
+            filtered = [np.stack([guided_filter(plane.astype(np.float64), grey, radius, epsilon) for plane in p])
+                        for p, grey in zip(raw, greys)]
+            print(f"| {radius} | {epsilon:g} | {pooled(filtered)} |")
     maps = [class_ids(probabilities) for probabilities in raw]  # the network's own maps
 
     print("\nPixel accuracy with the prediction shifted (rows: down, columns: right; 4-pixel border left out)\n")

@@ -58,8 +58,8 @@ def main() -> None:
     confusions = [confusion_matrix(predicted, sample.fine, labels.num_classes)
                   for predicted, sample in zip(refined_maps, samples)]
     ours = scores_from_confusion(sum(confusions))
-    reference = scores_from_confusion(sum(confusion_matrix(sample.coarse, sample.fine, labels.num_classes)
-                                          for sample in samples))
+    coarse_confusions = [confusion_matrix(sample.coarse, sample.fine, labels.num_classes) for sample in samples]
+    reference = scores_from_confusion(sum(coarse_confusions))
     columns = [reference, ours]
     header = f"| figure | coarse map | c2f ({arguments.weights or 'shipped weights'}) |"
     if arguments.training_faces:
@@ -75,8 +75,8 @@ def main() -> None:
     if arguments.per_face:
         print("\n| held-out face | coarse pixel acc. | c2f pixel acc. | coarse mIoU | c2f mIoU | c2f's largest error |\n"
               "| --- | ---: | ---: | ---: | ---: | --- |")
-        for sample, confusion in zip(samples, confusions):
-            coarse = scores_from_confusion(confusion_matrix(sample.coarse, sample.fine, labels.num_classes))
+        for sample, confusion, coarse_confusion in zip(samples, confusions, coarse_confusions):
+            coarse = scores_from_confusion(coarse_confusion)
             refined = scores_from_confusion(confusion)
             errors = confusion.copy()  # rows: true class, columns: the class it was taken for
             np.fill_diagonal(errors, 0)
