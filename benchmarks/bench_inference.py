@@ -31,16 +31,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from c2f_cli.backends import load_predictor
-from c2f_cli.config import SIZE_MULTIPLE, ModelConfig, TrainConfig, WindowSettings
-from c2f_cli.data import Sample, find_samples
-from c2f_cli.folders import read_ahead
-from c2f_cli.labels import FASSEG_LABELS, write_label_map
-from c2f_cli.model import UNet
-from c2f_cli.onnx_backend import export_onnx, thread_count
-from c2f_cli.refine import goes_whole, refine_file
-from c2f_cli.tiling import padded_size, plan_windows
-from c2f_cli.weights import default_weights_path, load_weights, save_weights
+from c2f.inference.backends import load_predictor
+from c2f.config import ModelConfig, SIZE_MULTIPLE, TrainConfig, WindowSettings
+from c2f.training.samples import Sample, find_samples
+from c2f.refine import read_ahead
+from c2f.io.label_maps import write_label_map
+from c2f.io.label_sets import FASSEG_LABELS
+from c2f.model import UNet
+from c2f.inference.export import export_onnx
+from c2f.inference.onnx_session import thread_count
+from c2f.inference.sliding_window import goes_whole
+from c2f.refine import refine_file
+from c2f.inference.tiling import padded_size, plan_windows
+from c2f.shipped import default_weights_path
+from c2f.weights import load_weights, save_weights
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "data" / "FASSEG"
@@ -189,8 +193,8 @@ def time_setup(setup: Setup, model_path: Path, samples: list[Sample], device: st
 
 MEMORY_CHILD = """
 import json, resource, sys, time
-from c2f_cli.backends import load_predictor
-from c2f_cli.refine import refine_file
+from c2f.inference.backends import load_predictor
+from c2f.refine import refine_file
 model, backend, device, photo, coarse, output = sys.argv[1:7]
 predictor, labels, uses_coarse = load_predictor(model, None, backend, device)
 started = time.perf_counter()
@@ -223,7 +227,7 @@ def measure_memory(backend: str, model_path: Path, device: str, folder: Path) ->
 
 def time_command(backend: str, model_path: Path, sample: Sample, device: str, folder: Path) -> float:
     """Wall seconds of one whole `c2f refine` command on one face: start-up and model loading included."""
-    command = [sys.executable, "-c", "from c2f_cli.cli import app; app()", "refine", str(sample.photo),
+    command = [sys.executable, "-c", "from c2f.cli import app; app()", "refine", str(sample.photo),
                str(sample.coarse), "-o", str(folder / f"command_{backend}.png"), "--weights", str(model_path),
                "--backend", backend, "--device", device, "--overwrite"]
     started = time.perf_counter()
@@ -239,8 +243,8 @@ def measure_overlaps(onnx_path: Path, metadata: dict, data: Path, device: str) -
     Scored on the faces the weights held out (their metadata's split), so the default overlap is
     chosen from numbers the model never trained on.
     """
-    from c2f_cli.data import load_sample
-    from c2f_cli.refine import score_refinement
+    from c2f.training.samples import load_sample
+    from c2f.training.evaluation import score_refinement
 
     held_out = set(metadata.get("split", {}).get("validation", []))
     samples = [load_sample(sample, FASSEG_LABELS) for sample in find_samples(data) if sample.name in held_out]
@@ -272,8 +276,8 @@ def time_training(data: Path, config: ModelConfig, recipe: dict, max_epochs: int
     The recipe is the weights' own training config (the shipped model's), so the figure says how
     soon the shipped recipe passes the seed report's accuracy, not how some other recipe does.
     """
-    from c2f_cli.data import load_sample
-    from c2f_cli.train import train_model
+    from c2f.training.samples import load_sample
+    from c2f.training.loop import train_model
 
     samples = [load_sample(sample, FASSEG_LABELS) for sample in find_samples(data)]
     train_config = TrainConfig(**recipe) if recipe else TrainConfig(epochs=max_epochs)

@@ -29,12 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from c2f_cli.backends import torch_predictor
-from c2f_cli.config import WindowSettings
-from c2f_cli.data import find_samples, load_sample
-from c2f_cli.refine import class_ids, refine_probabilities, score_refinement, smooth
-from c2f_cli.score import confusion_matrix, scores_from_confusion
-from c2f_cli.weights import default_weights_path, load_weights
+from c2f.inference.torch_backend import torch_predictor
+from c2f.config import WindowSettings
+from c2f.training.samples import find_samples, load_sample
+from c2f.inference.postprocess import class_ids, smooth
+from c2f.inference.sliding_window import refine_probabilities
+from c2f.training.evaluation import score_refinement
+from c2f.score import confusion_matrix, scores_from_confusion
+from c2f.shipped import default_weights_path
+from c2f.weights import load_weights
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
 ONE_PASS = WindowSettings(whole_image=True, smoothing=0.0)

@@ -29,14 +29,15 @@ from pathlib import Path
 
 import torch
 
-import c2f_cli.gan as gan
-from c2f_cli.config import ModelConfig, TrainConfig
-from c2f_cli.data import find_samples, load_sample
-from c2f_cli.labels import FASSEG_LABELS
-from c2f_cli.model import UNet
-from c2f_cli.tiling import network_input
-from c2f_cli.train import CHECKPOINT_NAME, train_model
-from c2f_cli.weights import load_tensors
+import c2f.training.gan as gan
+from c2f.config import ModelConfig, TrainConfig
+from c2f.training.samples import find_samples, load_sample
+from c2f.io.label_sets import FASSEG_LABELS
+from c2f.model import UNet
+from c2f.inference.network_input import network_input
+from c2f.training.loop import train_model
+from c2f.training.run_state import CHECKPOINT_NAME
+from c2f.weights import load_tensors
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
 OUT = Path("runs/gan_step2")

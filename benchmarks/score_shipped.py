@@ -24,11 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from c2f_cli.backends import load_predictor
-from c2f_cli.data import find_samples, load_sample
-from c2f_cli.refine import refine_map, score_refinement
-from c2f_cli.score import confusion_matrix, scores_from_confusion
-from c2f_cli.weights import default_weights_path, load_tensors
+from c2f.inference.backends import load_predictor
+from c2f.training.samples import find_samples, load_sample
+from c2f.inference.sliding_window import refine_map
+from c2f.training.evaluation import score_refinement
+from c2f.score import confusion_matrix, scores_from_confusion
+from c2f.shipped import default_weights_path
+from c2f.weights import load_tensors
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
 

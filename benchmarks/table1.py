@@ -21,12 +21,13 @@ import argparse
 from pathlib import Path
 
 
-from c2f_cli.config import ModelConfig, TrainConfig
-from c2f_cli.data import find_samples, load_sample
-from c2f_cli.labels import FASSEG_LABELS
-from c2f_cli.score import confusion_matrix, scores_from_confusion
-from c2f_cli.train import split_samples, train_model
-from c2f_cli.weights import load_tensors
+from c2f.config import ModelConfig, TrainConfig
+from c2f.training.samples import find_samples, load_sample
+from c2f.io.label_sets import FASSEG_LABELS
+from c2f.score import confusion_matrix, scores_from_confusion
+from c2f.training.loop import train_model
+from c2f.training.samples import split_samples
+from c2f.weights import load_tensors
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
 PAPER = {  # the seed report's Table 1, pixel accuracy in %

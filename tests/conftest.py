@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from c2f_cli.labels import FASSEG_LABELS, LabelSet, write_label_map
+from c2f.io.label_maps import write_label_map
+from c2f.io.label_sets import FASSEG_LABELS, LabelSet
 
 # A photo colour per class, distinct from the label colours so that nothing can
 # pass by accident from reading a map as a photo.
@@ -102,9 +103,9 @@ def generic_dataset(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Weights of a briefly trained tiny model (width 4, depth 2) on synthetic faces; built once per session."""
-    from c2f_cli.config import ModelConfig, TrainConfig
-    from c2f_cli.data import find_samples, load_sample
-    from c2f_cli.train import train_model
+    from c2f.config import ModelConfig, TrainConfig
+    from c2f.training.samples import find_samples, load_sample
+    from c2f.training.loop import train_model
 
     root = tmp_path_factory.mktemp("tiny_model")
     dataset = make_generic_dataset(root / "dataset", [(48, 40), (40, 56), (64, 48)])

@@ -12,16 +12,18 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from c2f_cli.backends import load_predictor
-from c2f_cli.cli import app
-from c2f_cli.config import ModelConfig, WindowSettings
-from c2f_cli.errors import C2FError
-from c2f_cli.labels import FASSEG_LABELS, LabelSet, read_label_map, write_label_map
-from c2f_cli.model import UNet
-from c2f_cli.onnx_backend import INPUT_NAME, OUTPUT_NAME, export_onnx, onnx_predictor
-from c2f_cli.refine import refine_probabilities
-from c2f_cli.tiling import network_input
-from c2f_cli.weights import save_weights
+from c2f.inference.backends import load_predictor
+from c2f.cli import app
+from c2f.config import ModelConfig, WindowSettings
+from c2f.errors import C2FError
+from c2f.io.label_maps import read_label_map, write_label_map
+from c2f.io.label_sets import FASSEG_LABELS, LabelSet
+from c2f.model import UNet
+from c2f.inference.export import export_onnx
+from c2f.inference.onnx_session import INPUT_NAME, OUTPUT_NAME, onnx_predictor
+from c2f.inference.sliding_window import refine_probabilities
+from c2f.inference.network_input import network_input
+from c2f.weights import save_weights
 from conftest import make_scene
 
 SKY_LABELS = LabelSet(("ground", "sky", "tree"), ((90, 60, 30), (70, 130, 180), (20, 140, 40)))
@@ -141,13 +143,13 @@ def test_onnx_errors_name_the_file_and_say_what_to_do(exported, tmp_path):
 
 
 def test_an_export_that_fails_its_check_leaves_the_existing_onnx_file_untouched(exported, tmp_path, monkeypatch):
-    import c2f_cli.onnx_backend
+    import c2f.inference.export
 
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(exported["conditional"].read_bytes())
     onnx_path, _ = export_onnx(weights)
     working = onnx_path.read_bytes()
-    monkeypatch.setattr(c2f_cli.onnx_backend, "EXPORT_TOLERANCE", -1.0)  # every difference is now too large
+    monkeypatch.setattr(c2f.inference.export, "EXPORT_TOLERANCE", -1.0)  # every difference is now too large
     with pytest.raises(C2FError, match="model.onnx disagrees with torch"):
         export_onnx(weights, onnx_path)
     assert onnx_path.read_bytes() == working
@@ -169,7 +171,7 @@ def test_refining_with_the_onnx_backend_never_imports_torch(exported, tmp_path):
     photo, coarse, _ = make_scene(40, 52, seed=0)
     Image.fromarray(photo).save(tmp_path / "photo.png")
     write_label_map(tmp_path / "coarse.png", coarse, FASSEG_LABELS, "color")
-    script = ("import sys; from c2f_cli.cli import app\n"
+    script = ("import sys; from c2f.cli import app\n"
               "try:\n    app(sys.argv[1:])\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
               "loaded = sorted(name for name in sys.modules if name.split('.')[0] == 'torch')\n"
               "assert not loaded, loaded[:5]")
@@ -191,7 +193,7 @@ def test_cuda_without_a_cuda_provider_is_a_clear_error(exported):
 
 
 def test_the_onnx_backend_defaults_to_the_shipped_onnx_file():
-    from c2f_cli.onnx_backend import default_onnx_path
+    from c2f.shipped import default_onnx_path
 
     assert default_onnx_path().name == "fasseg.onnx"
     if default_onnx_path().is_file():

@@ -10,12 +10,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from c2f_cli.backends import torch_predictor
-from c2f_cli.cli import app
-from c2f_cli.config import WindowSettings
-from c2f_cli.labels import FASSEG_LABELS, read_label_map, read_photo
-from c2f_cli.refine import refine_map
-from c2f_cli.weights import load_weights
+from c2f.inference.torch_backend import torch_predictor
+from c2f.cli import app
+from c2f.config import WindowSettings
+from c2f.io.label_maps import read_label_map
+from c2f.io.label_sets import FASSEG_LABELS
+from c2f.io.photos import read_photo
+from c2f.inference.sliding_window import refine_map
+from c2f.weights import load_weights
 from conftest import make_generic_dataset
 
 runner = CliRunner()
@@ -146,7 +148,7 @@ def test_score_prints_a_table_with_pooled_and_per_image_accuracy(dataset):
 
 
 def test_score_json_gives_the_same_figures_as_the_library(dataset):
-    from c2f_cli.score import score_files
+    from c2f.score import score_files
 
     result = run("score", dataset / "coarse", dataset / "fine", "--json")
     figures = json.loads(result.stdout)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from c2f_cli.data import find_samples, load_sample, pair_by_stem
-from c2f_cli.errors import C2FError
-from c2f_cli.labels import FASSEG_LABELS, write_label_map
+from c2f.io.pairing import pair_by_stem
+from c2f.training.samples import find_samples, load_sample
+from c2f.errors import C2FError
+from c2f.io.label_maps import write_label_map
+from c2f.io.label_sets import FASSEG_LABELS
 from conftest import make_scene, write_scene_files
 
 

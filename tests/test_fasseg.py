@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from c2f_cli.data import find_samples, load_sample
-from c2f_cli.labels import FASSEG_LABELS
-from c2f_cli.score import confusion_matrix, scores_from_confusion
-from c2f_cli.weights import default_weights_path
+from c2f.training.samples import find_samples, load_sample
+from c2f.io.label_sets import FASSEG_LABELS
+from c2f.score import confusion_matrix, scores_from_confusion
+from c2f.shipped import default_weights_path
 
 FASSEG_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
 
@@ -25,14 +25,14 @@ def shipped_model():
     weights_path = default_weights_path()
     if not weights_path.is_file():
         pytest.skip(f"shipped weights not found at {weights_path} (weights/fasseg.safetensors in a checkout)")
-    from c2f_cli.weights import load_weights
+    from c2f.weights import load_weights
 
     return load_weights(weights_path, FASSEG_LABELS)
 
 
 def test_shipped_weights_refine_their_validation_faces_better_than_the_coarse_maps(shipped_model):
-    from c2f_cli.backends import torch_predictor
-    from c2f_cli.refine import refine_map
+    from c2f.inference.torch_backend import torch_predictor
+    from c2f.inference.sliding_window import refine_map
 
     model, labels, metadata = shipped_model
     validation_names = metadata["split"]["validation"]

@@ -7,10 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from c2f_cli.config import WindowSettings
-from c2f_cli.errors import C2FError
-from c2f_cli.folders import FolderPair, check_folder_inputs, outputs_allowed, plan_folder, refine_folder
-from c2f_cli.labels import FASSEG_LABELS, read_label_map
+from c2f.config import WindowSettings
+from c2f.errors import C2FError
+from c2f.refine import FolderPair, check_folder_inputs, outputs_allowed, plan_folder, refine_folder
+from c2f.io.label_maps import read_label_map
+from c2f.io.label_sets import FASSEG_LABELS
 from conftest import coarse_echo_predictor, make_scene, write_scene_files
 
 NUM_CLASSES = FASSEG_LABELS.num_classes

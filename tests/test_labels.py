@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from c2f_cli.errors import C2FError
-from c2f_cli.labels import (
-    ENCODINGS, FASSEG_LABELS, LabelSet, load_label_set, read_label_map, read_photo, write_atomically,
-    write_label_map,
-)
+from c2f.errors import C2FError
+from c2f.io.files import write_atomically
+from c2f.io.label_maps import ENCODINGS, read_label_map, write_label_map
+from c2f.io.label_sets import FASSEG_LABELS, LabelSet, load_label_set
+from c2f.io.photos import read_photo
 
 # Cityscapes' 19 evaluation classes: a realistic label set well beyond FASSEG's six.
 CITYSCAPES_CLASSES = [
@@ -214,9 +214,9 @@ def test_failed_atomic_write_leaves_neither_target_nor_partial_file(tmp_path):
 
 def size_mismatch_message(job: str, folder: Path) -> str:
     """The error of one of the three jobs that pair a map with a photo or another map, given a map 1 pixel narrower."""
-    from c2f_cli.data import find_samples, load_sample
-    from c2f_cli.refine import read_inputs
-    from c2f_cli.score import score_files
+    from c2f.training.samples import find_samples, load_sample
+    from c2f.refine import read_inputs
+    from c2f.score import score_files
 
     for name in ("images", "coarse", "fine"):
         (folder / name).mkdir()

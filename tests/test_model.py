@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from c2f_cli.config import ModelConfig
-from c2f_cli.model import UNet
+from c2f.config import ModelConfig
+from c2f.model import UNet
 
 
 @pytest.mark.parametrize("width", [2, 4, 8])

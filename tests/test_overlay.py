@@ -8,16 +8,14 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from c2f_cli.cli import app
-from c2f_cli.config import ModelConfig
-from c2f_cli.errors import C2FError
-from c2f_cli.labels import FASSEG_LABELS, LabelSet, read_label_map, write_label_map
-from c2f_cli.model import UNet
-from c2f_cli.overlay import (
-    CAPTION_HEIGHT, GAP, HIGHLIGHT_CANDIDATES, MAX_PANEL_SIDE, highlight_color, overlay_panels, shrink_mask,
-    write_overlay,
-)
-from c2f_cli.weights import save_weights
+from c2f.cli import app
+from c2f.config import ModelConfig
+from c2f.errors import C2FError
+from c2f.io.label_maps import read_label_map, write_label_map
+from c2f.io.label_sets import FASSEG_LABELS, LabelSet
+from c2f.model import UNet
+from c2f.io.overlay import CAPTION_HEIGHT, GAP, HIGHLIGHT_CANDIDATES, MAX_PANEL_SIDE, highlight_color, overlay_panels, shrink_mask, write_overlay
+from c2f.weights import save_weights
 from conftest import make_scene
 
 

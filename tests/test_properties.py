@@ -21,15 +21,16 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import save_file
 
-from c2f_cli.config import ModelConfig, WindowSettings
-from c2f_cli.errors import C2FError
-from c2f_cli.labels import (
-    FASSEG_LABELS, LabelSet, load_label_set, read_label_map, read_photo, write_label_map,
-)
-from c2f_cli.model import UNet
-from c2f_cli.refine import MANIFEST_NAME, refine_map, refine_probabilities, stitch_folder
-from c2f_cli.tiling import pad_image, padded_size, plan_windows, stitch_windows
-from c2f_cli.weights import load_weights, save_weights
+from c2f.config import ModelConfig, WindowSettings
+from c2f.errors import C2FError
+from c2f.io.label_maps import read_label_map, write_label_map
+from c2f.io.label_sets import FASSEG_LABELS, LabelSet, load_label_set
+from c2f.io.photos import read_photo
+from c2f.model import UNet
+from c2f.inference.sliding_window import refine_map, refine_probabilities
+from c2f.inference.windows_folder import MANIFEST_NAME, stitch_folder
+from c2f.inference.tiling import pad_image, padded_size, plan_windows, stitch_windows
+from c2f.weights import load_weights, save_weights
 
 # PIL's TIFF reader warns about damaged files before c2f refuses them; the refusal is what is tested.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")
@@ -397,7 +398,7 @@ def test_random_or_damaged_window_files_are_refused(windows_folder, data):
 
 @pytest.fixture(scope="module")
 def valid_onnx_bytes(tmp_path_factory, valid_weights_bytes) -> bytes:
-    onnx_backend = pytest.importorskip("c2f_cli.onnx_backend")
+    onnx_backend = pytest.importorskip("c2f.inference.export")
     folder = tmp_path_factory.mktemp("onnx")
     (folder / "tiny.safetensors").write_bytes(valid_weights_bytes)
     path, _ = onnx_backend.export_onnx(folder / "tiny.safetensors", folder / "tiny.onnx")
@@ -407,6 +408,6 @@ def valid_onnx_bytes(tmp_path_factory, valid_weights_bytes) -> bytes:
 @FEW
 @given(content=st.binary(max_size=400), data=st.data())
 def test_random_truncated_or_damaged_onnx_files_are_refused(valid_onnx_bytes, content, data):
-    from c2f_cli.onnx_backend import onnx_predictor
+    from c2f.inference.onnx_session import onnx_predictor
 
     feed_random_or_damaged(valid_onnx_bytes, content, data, "model.onnx", lambda path: onnx_predictor(path, None, "cpu"))

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from c2f_cli.backends import load_predictor
-from c2f_cli.config import WindowSettings
-from c2f_cli.errors import C2FError
-from c2f_cli.labels import ENCODINGS, FASSEG_LABELS, read_label_map, write_label_map
-from c2f_cli.refine import (
-    MANIFEST_NAME, class_ids, refine_file, refine_map, refine_probabilities, smooth, stitch_folder,
-)
+from c2f.inference.backends import load_predictor
+from c2f.config import WindowSettings
+from c2f.errors import C2FError
+from c2f.io.label_maps import ENCODINGS, read_label_map, write_label_map
+from c2f.io.label_sets import FASSEG_LABELS
+from c2f.inference.postprocess import class_ids, smooth
+from c2f.inference.sliding_window import refine_map, refine_probabilities
+from c2f.inference.windows_folder import MANIFEST_NAME, stitch_folder
+from c2f.refine import refine_file
 from conftest import coarse_echo_predictor, make_scene
 
 NUM_CLASSES = FASSEG_LABELS.num_classes

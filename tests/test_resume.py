@@ -22,13 +22,15 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import c2f_cli.backends
-from c2f_cli.cli import app
-from c2f_cli.config import ModelConfig, TrainConfig
-from c2f_cli.data import find_samples, load_sample
-from c2f_cli.labels import FASSEG_LABELS, read_label_map, write_label_map
-from c2f_cli.train import CHECKPOINT_NAME, WEIGHTS_NAME, train_model
-from c2f_cli.weights import load_tensors
+import c2f.inference.backends
+from c2f.cli import app
+from c2f.config import ModelConfig, TrainConfig
+from c2f.training.samples import find_samples, load_sample
+from c2f.io.label_maps import read_label_map, write_label_map
+from c2f.io.label_sets import FASSEG_LABELS
+from c2f.training.loop import WEIGHTS_NAME, train_model
+from c2f.training.run_state import CHECKPOINT_NAME
+from c2f.weights import load_tensors
 from conftest import make_generic_dataset, make_scene
 
 runner = CliRunner()
@@ -39,7 +41,7 @@ TRAIN_OPTIONS = ["--epochs", str(EPOCHS), "--width", "4", "--depth", "2", "--cro
 
 def train_command(data: Path, out: Path, *extra: str) -> list[str]:
     """`c2f train ...` as a subprocess command line, on one thread so runs repeat bit for bit."""
-    return [sys.executable, "-c", "from c2f_cli.cli import app; app()", "train", "--data", str(data),
+    return [sys.executable, "-c", "from c2f.cli import app; app()", "train", "--data", str(data),
             "--out", str(out), *TRAIN_OPTIONS, *extra]
 
 
@@ -121,10 +123,10 @@ def test_resume_before_any_checkpoint_starts_afresh(samples, tmp_path):
 
 
 def test_a_checkpoint_write_that_dies_keeps_the_previous_checkpoint(samples, tmp_path, monkeypatch):
-    import c2f_cli.weights
+    import c2f.weights
 
     out = tmp_path / "run"
-    original_save = c2f_cli.weights.save_file
+    original_save = c2f.weights.save_file
     calls = []
 
     def save_then_die_on_the_second_checkpoint(tensors, filename, metadata=None):
@@ -133,14 +135,14 @@ def test_a_checkpoint_write_that_dies_keeps_the_previous_checkpoint(samples, tmp
             Path(filename).write_bytes(b"half a checkpoint")
             raise KeyboardInterrupt
         original_save(tensors, filename, metadata=metadata)
-    monkeypatch.setattr(c2f_cli.weights, "save_file", save_then_die_on_the_second_checkpoint)
+    monkeypatch.setattr(c2f.weights, "save_file", save_then_die_on_the_second_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train_model(samples, FASSEG_LABELS, TINY, TINY_TRAINING, out)
     assert sorted(path.name for path in out.iterdir() if path.name.endswith(".part")) == []
     _, metadata = load_tensors(out / CHECKPOINT_NAME)
     assert len(metadata["history"]) == 1
 
-    monkeypatch.setattr(c2f_cli.weights, "save_file", original_save)
+    monkeypatch.setattr(c2f.weights, "save_file", original_save)
     resumed = load_file(train_model(samples, FASSEG_LABELS, TINY, TINY_TRAINING, out, resume=True))
     expected = load_file(train_model(samples, FASSEG_LABELS, TINY, TINY_TRAINING, tmp_path / "straight"))
     assert all(torch.equal(expected[name], resumed[name]) for name in expected)
@@ -169,11 +171,11 @@ def test_a_checkpoint_with_or_without_fine_fraction_resumes_with_the_same_comman
 
 
 def test_ctrl_c_during_training_says_how_to_resume(dataset, tmp_path, monkeypatch):
-    import c2f_cli.train
+    import c2f.training.loop
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(c2f_cli.train, "train_model", interrupted)
+    monkeypatch.setattr(c2f.training.loop, "train_model", interrupted)
     result = runner.invoke(app, ["train", "--data", str(dataset), "--out", str(tmp_path / "run"), *TRAIN_OPTIONS])
     assert result.exit_code == 130
     assert "--resume" in result.output and "Traceback" not in result.output
@@ -212,7 +214,7 @@ class ScriptedPredictor:
 
 
 def refine_folder(monkeypatch, folders, out: Path, predictor, *extra: str):
-    monkeypatch.setattr(c2f_cli.backends, "load_predictor",
+    monkeypatch.setattr(c2f.inference.backends, "load_predictor",
                         lambda weights, labels, backend, device: (predictor, FASSEG_LABELS, True))
     photos, maps = folders
     result = runner.invoke(app, ["refine", str(photos), str(maps), "-o", str(out), "--whole-image", *extra])

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from c2f_cli.config import WindowSettings
-from c2f_cli.refine import refine_map, refine_probabilities
-from c2f_cli.tiling import (
-    PHOTO_MEAN, PHOTO_SPREAD, Box, blend_weight, network_input, pad_image, plan_windows, predict_windows,
-    stitch_windows, window_starts,
-)
+from c2f.config import WindowSettings
+from c2f.inference.sliding_window import refine_map, refine_probabilities
+from c2f.inference.network_input import PHOTO_MEAN, PHOTO_SPREAD, network_input
+from c2f.inference.sliding_window import predict_windows
+from c2f.inference.tiling import Box, blend_weight, pad_image, plan_windows, stitch_windows, window_starts
 from conftest import coarse_echo_predictor, make_scene
 
 NUM_CLASSES = 6

@@ -1,25 +1,97 @@
-"""Folder mode of `c2f refine`: pairing, planning and refining many images.
+"""Refining photos and coarse maps into fine maps on disk: one file, or two folders paired by stem.
 
-Photos and coarse maps are paired by file stem across two folders, each pair's
-outputs are planned up front (write, skip, or refuse per --overwrite and
---skip-existing), and refine_folder yields one outcome per pair lazily, so the CLI
-can stop after the current image. Refining one pair is refine.refine_file.
+Refining one pair is refine_file: read, run the one sliding-window path
+(inference.sliding_window), write the map atomically. Folder mode plans every
+pair's outputs up front (write, skip, or refuse per --overwrite and
+--skip-existing) and refine_folder yields one outcome per pair lazily, so a
+caller can stop after the current image.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from c2f_cli.config import WindowSettings
-from c2f_cli.data import IMAGE_SUFFIXES, images_by_stem, pair_by_stem
-from c2f_cli.errors import C2FError
-from c2f_cli.labels import LabelMap, LabelSet
-from c2f_cli.refine import RefineResult, read_inputs, refine_file
-from c2f_cli.tiling import Predictor
+from c2f.config import WindowSettings
+from c2f.errors import C2FError
+from c2f.inference.postprocess import class_ids
+from c2f.inference.predictor import Predictor
+from c2f.inference.sliding_window import refine_probabilities
+from c2f.inference.windows_folder import manifest_labels, stitch_folder
+from c2f.io.files import check_map_output, check_new_file
+from c2f.io.label_maps import LabelMap, check_same_size, read_label_map, write_label_map
+from c2f.io.label_sets import LabelSet
+from c2f.io.overlay import write_overlay
+from c2f.io.pairing import IMAGE_SUFFIXES, images_by_stem, pair_by_stem
+from c2f.io.photos import photo_note, read_photo
+
+
+@dataclass(frozen=True)
+class RefineResult:
+    """What refining one file produced."""
+
+    output: Path
+    far_pixels: int  # coarse pixels whose colour was far from every palette colour
+    changed_fraction: float  # share of pixels whose class differs from the coarse map
+    photo_note: str | None = None  # how a photo that was not 8-bit RGB was converted
+
+
+def read_inputs(photo_path: Path, coarse_path: Path, labels: LabelSet) -> tuple[np.ndarray, LabelMap]:
+    """A photo, uint8 (H, W, 3), and its decoded coarse map, checked to be the same size."""
+    photo = read_photo(photo_path)
+    coarse = read_label_map(coarse_path, labels)
+    check_same_size(coarse.class_ids, coarse_path, photo, photo_path)
+    return photo, coarse
+
+
+def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo_path: Path, coarse_path: Path,
+                output_path: Path, settings: WindowSettings = WindowSettings(), output_format: str | None = None,
+                strict: bool = False, windows_dir: Path | None = None, overlay_path: Path | None = None,
+                on_batch: Callable[[int, int], None] | None = None,
+                inputs: tuple[np.ndarray, LabelMap] | None = None) -> RefineResult:
+    """Read a photo and coarse map (unless `inputs` holds them already), refine, and write the fine map atomically."""
+    photo, coarse = inputs if inputs is not None else read_inputs(photo_path, coarse_path, labels)
+    if strict and coarse.far_pixels:
+        raise C2FError(f"{coarse_path}: {coarse.far_pixels} pixels have colours far from every palette colour "
+                       "(--strict); fix the map or pass the right --labels.")
+    probabilities = refine_probabilities(predictor, photo, coarse.class_ids if uses_coarse else None,
+                                         labels.num_classes, settings, on_batch, windows_dir, labels)
+    fine = class_ids(probabilities)
+    if overlay_path is not None:  # before the map: an existing map then means its overlay is complete too
+        write_overlay(overlay_path, photo, coarse.class_ids, fine, labels)
+    write_label_map(output_path, fine, labels, output_format or coarse.encoding)
+    changed = float((fine != coarse.class_ids).mean())
+    return RefineResult(Path(output_path), coarse.far_pixels, changed, photo_note(photo_path))
+
+
+def check_refine_inputs(image: Path, coarse: Path) -> None:
+    """Refuse missing inputs, and a file paired with a folder."""
+    for path in (image, coarse):
+        if not path.exists():
+            raise C2FError(f"not found: {path}")
+    if image.is_dir() != coarse.is_dir():
+        raise C2FError(f"give two files or two folders; {image} and {coarse} are one of each.")
+
+
+def stitch_file(windows_dir: Path, output: Path, output_format: str = "color", overwrite: bool = False) -> int:
+    """`c2f stitch`: blend a windows folder into a fine map written atomically; returns the number of windows."""
+    check_map_output(output, overwrite)
+    probabilities, manifest = stitch_folder(windows_dir)
+    labels = manifest_labels(manifest, windows_dir)
+    write_label_map(output, class_ids(probabilities), labels, output_format)
+    return len(manifest["windows"])
+
+
+def check_file_outputs(output: Path, overlay: Path | None, overwrite: bool) -> None:
+    """Single-file mode: refuse outputs that exist (without --overwrite), folders, and lossy map formats."""
+    check_map_output(output, overwrite)
+    if overlay is not None:
+        check_new_file(overlay, overwrite)
 
 
 def read_ahead(pairs: list[tuple[str, Path, Path]], labels: LabelSet, wanted: Callable[[str], bool]
@@ -30,9 +102,6 @@ def read_ahead(pairs: list[tuple[str, Path, Path]], labels: LabelSet, wanted: Ca
     the current one (the network and most of numpy release the GIL), so decoding
     overlaps inference. A reading error is raised when the function is called.
     """
-    from concurrent.futures import ThreadPoolExecutor
-    from functools import partial
-
     with ThreadPoolExecutor(max_workers=1) as reader:
         def start(pair: tuple[str, Path, Path]):
             return reader.submit(read_inputs, pair[1], pair[2], labels) if wanted(pair[0]) else None
@@ -136,3 +205,25 @@ def refine_folder(predictor: Predictor, labels: LabelSet, uses_coarse: bool, pai
             except C2FError as error:
                 outcome = PairOutcome(stem, "failed", str(error), pair.coarse)
         yield outcome
+
+
+@dataclass
+class FolderTally:
+    """Folder mode's running counts, and the failures to list at the end."""
+
+    written: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (stem or file name, why)
+
+    def record(self, outcome: PairOutcome) -> None:
+        """Count one outcome: written, skipped, or a failure (refused pairs count as failed)."""
+        if outcome.status == "written":
+            self.written += 1
+        elif outcome.status == "skipped":
+            self.skipped += 1
+        else:
+            self.failures.append((outcome.stem, outcome.message))
+
+    def not_done(self, planned: int, unpaired: int) -> int:
+        """Pairs neither written, skipped nor failed: left over when folder mode stops early."""
+        return planned - self.written - self.skipped - len(self.failures) + unpaired

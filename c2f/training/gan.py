@@ -5,7 +5,7 @@ the weighted cross-entropy plus an adversarial term, while a discriminator
 learns to tell fine maps from generated ones, conditioned on the photo.
 Step 2 goes on to the coarse-only faces, which have no fine map.
 
-Two discriminators, to show why the seed report's step 2 collapsed:
+Two discriminators, to show why the 2019 report's step 2 collapsed:
 - `pixel` (default, after Hung et al. 2018): fully convolutional, one confidence
   per pixel. In step 2 a pixel gets a pseudo-label where both the discriminator
   and the generator itself are confident; the label comes from the crop as it is
@@ -16,23 +16,22 @@ Two discriminators, to show why the seed report's step 2 collapsed:
   soft, so a discriminator shown probabilities wins within a few hundred steps by
   their softness alone and then trusts no generated pixel. The generator still gets
   its gradient through the probabilities (straight-through).
-- `image` (the seed report's): one real/fake score per map, least-squares loss; in
+- `image` (the 2019 report's): one real/fake score per map, least-squares loss; in
   step 2 the generator is driven by that score alone, as in the report.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
 
-from c2f_cli.config import TrainConfig
-from c2f_cli.data import LoadedSample
-from c2f_cli.train import Run, make_batch, random_crop, set_learning_rate
+from c2f.config import TrainConfig
+from c2f.training.augment import STRONG_JITTER, jitter_factors, make_batch, random_crop
+from c2f.training.samples import LoadedSample
 
 DISCRIMINATORS = ("pixel", "image")
 ADVERSARIAL_WEIGHT = 0.01  # Hung et al.'s lambda_adv: small, the cross-entropy leads
@@ -111,10 +110,8 @@ def discriminator_step(discriminator: Discriminator, optimizer: torch.optim.Opti
 
 def perturbed(inputs: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """A strongly perturbed copy of network inputs: harsher colour jitter than training's, and noise."""
-    count = inputs.shape[0]
-    contrast = torch.from_numpy(rng.uniform(0.6, 1.4, size=(count, 1, 1, 1)).astype(np.float32))
-    brightness = torch.from_numpy(rng.uniform(-0.4, 0.4, size=(count, 1, 1, 1)).astype(np.float32))
-    gain = torch.from_numpy(rng.uniform(0.8, 1.2, size=(count, 3, 1, 1)).astype(np.float32))
+    contrast, brightness, gain = (torch.from_numpy(factor.astype(np.float32))
+                                  for factor in jitter_factors(inputs.shape[0], rng, STRONG_JITTER))
     photo = inputs[:, :3] * contrast * gain + brightness + 0.1 * torch.randn_like(inputs[:, :3])
     return torch.cat([photo, inputs[:, 3:]], dim=1)
 
@@ -123,7 +120,7 @@ def coarse_only_loss(model: nn.Module, discriminator: Discriminator, inputs: tor
                      loss_weights: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
     """Step 2's generator loss on a batch of faces without fine maps, and the share of pixels it teaches."""
     photo = inputs[:, :3]
-    if discriminator.kind == "image":  # the seed report: nothing but the discriminator's verdict
+    if discriminator.kind == "image":  # the 2019 report: nothing but the discriminator's verdict
         scores = discriminator(photo, output_probabilities(model(inputs), loss_weights))
         return adversarial_loss("image", scores, real=True), 0.0
     with torch.no_grad():  # in training mode, as the taught pass, so BatchNorm normalises both alike
@@ -141,49 +138,37 @@ def coarse_only_loss(model: nn.Module, discriminator: Discriminator, inputs: tor
     return ADVERSARIAL_WEIGHT * fooling + SEMI_WEIGHT * semi, confident.float().mean().item()
 
 
-def train_gan_epoch(run: Run, fine_samples: list[LoadedSample], coarse_only: list[LoadedSample],
-                    config: TrainConfig, epoch: int,
-                    on_step: Callable[[int, int, float], None] | None) -> dict[str, float]:
-    """One epoch of step 1 (fine faces only) or step 2 (coarse-only faces too); returns mean losses."""
-    rng = np.random.default_rng([config.seed, epoch])
-    torch.manual_seed(config.seed * 100_003 + epoch)
-    set_learning_rate(run.optimizer, config, epoch)
-    set_learning_rate(run.discriminator_optimizer, config, epoch)
-    second_step = epoch >= math.ceil(config.epochs * (1 - config.step2_fraction)) and bool(coarse_only)
-    num_classes, weights = run.model.config.num_classes, torch.from_numpy(run.loss_weights)
-    order = np.repeat(np.arange(len(fine_samples)), config.crops_per_image)
-    rng.shuffle(order)
-    steps = math.ceil(len(order) / config.batch_size)
-    totals = {"train_loss": 0.0, "discriminator_loss": 0.0, "confident_share": 0.0}
-    run.model.train()
-    for step in range(steps):
-        chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
-        crops = [random_crop(fine_samples[index], fine_samples[index].fine, config.crop_size, rng) for index in chosen]
-        inputs, targets = make_batch(crops, num_classes, True, rng)
-        logits = run.model(inputs)
-        probabilities = output_probabilities(logits, weights)
-        if not (second_step and run.discriminator.kind == "image"):  # the report froze its discriminator in step 2
-            totals["discriminator_loss"] += discriminator_step(
-                run.discriminator, run.discriminator_optimizer, inputs[:, :3], targets, probabilities, num_classes)
-        shown = shown_map(run.discriminator.kind, probabilities)
-        fooling = adversarial_loss(run.discriminator.kind, run.discriminator(inputs[:, :3], shown), True)
-        supervised = functional.cross_entropy(logits, targets, weight=weights)
-        if second_step and run.discriminator.kind == "image":
-            loss = torch.zeros(())  # the seed report's step 2 drops the fine faces altogether
-        else:
-            loss = supervised + ADVERSARIAL_WEIGHT * fooling
-        if second_step:
-            picks = rng.integers(0, len(coarse_only), size=len(chosen))
-            crops = [random_crop(coarse_only[index], coarse_only[index].coarse, config.crop_size, rng)
-                     for index in picks]
-            unlabelled_inputs, _ = make_batch(crops, num_classes, True, rng)
-            semi, confident_share = coarse_only_loss(run.model, run.discriminator, unlabelled_inputs, weights, rng)
-            loss = loss + semi
-            totals["confident_share"] += confident_share
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
-        totals["train_loss"] += loss.item()
-        if on_step:
-            on_step(step + 1, steps, loss.item())
-    return {key: value / steps for key, value in totals.items()} | {"gan_step": 2 if second_step else 1}
+def in_second_step(config: TrainConfig, epoch: int, has_coarse_only: bool) -> bool:
+    """Whether this epoch is in step 2: the last step2_fraction of the epochs, when coarse-only faces exist."""
+    return epoch >= math.ceil(config.epochs * (1 - config.step2_fraction)) and has_coarse_only
+
+
+def gan_step(model: nn.Module, optimizer: torch.optim.Optimizer, discriminator: Discriminator,
+             discriminator_optimizer: torch.optim.Optimizer, loss_weights: torch.Tensor,
+             coarse_only: list[LoadedSample], crop_size: int, second_step: bool, inputs: torch.Tensor,
+             targets: torch.Tensor, rng: np.random.Generator) -> dict[str, float]:
+    """One optimiser step of step 1 (fine crops) or step 2 (coarse-only crops too); returns its losses."""
+    num_classes = model.config.num_classes
+    logits = model(inputs)
+    probabilities = output_probabilities(logits, loss_weights)
+    discriminator_loss, confident_share = 0.0, 0.0
+    if not (second_step and discriminator.kind == "image"):  # the report froze its discriminator in step 2
+        discriminator_loss = discriminator_step(discriminator, discriminator_optimizer, inputs[:, :3], targets,
+                                                probabilities, num_classes)
+    shown = shown_map(discriminator.kind, probabilities)
+    fooling = adversarial_loss(discriminator.kind, discriminator(inputs[:, :3], shown), True)
+    supervised = functional.cross_entropy(logits, targets, weight=loss_weights)
+    if second_step and discriminator.kind == "image":
+        loss = torch.zeros(())  # the 2019 report's step 2 drops the fine faces altogether
+    else:
+        loss = supervised + ADVERSARIAL_WEIGHT * fooling
+    if second_step:
+        picks = rng.integers(0, len(coarse_only), size=len(inputs))
+        crops = [random_crop(coarse_only[index], coarse_only[index].coarse, crop_size, rng) for index in picks]
+        unlabelled_inputs, _ = make_batch(crops, num_classes, True, rng)
+        semi, confident_share = coarse_only_loss(model, discriminator, unlabelled_inputs, loss_weights, rng)
+        loss = loss + semi
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {"train_loss": loss.item(), "discriminator_loss": discriminator_loss, "confident_share": confident_share}

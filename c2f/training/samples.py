@@ -7,15 +7,17 @@ Two layouts are understood: FASSEG's own (`V1/` coarse, `V2/` fine, each with
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from c2f_cli.errors import C2FError
-from c2f_cli.labels import LabelSet, check_same_size, read_label_map, read_photo
-
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+from c2f.errors import C2FError
+from c2f.io.label_maps import check_same_size, read_label_map
+from c2f.io.label_sets import LabelSet
+from c2f.io.pairing import images_by_stem, pair_by_stem
+from c2f.io.photos import read_photo
 
 
 @dataclass(frozen=True)
@@ -36,28 +38,6 @@ class LoadedSample:
     photo: np.ndarray
     coarse: np.ndarray
     fine: np.ndarray | None
-
-
-def images_by_stem(folder: Path) -> dict[str, Path]:
-    """Image files of a folder keyed by stem (hidden and partial files ignored); a stem used twice is an error."""
-    paths = [path for path in sorted(Path(folder).iterdir())
-             if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")]
-    by_stem = {path.stem: path for path in paths}
-    if len(by_stem) < len(paths):  # a.jpg and a.png: which one pairs with coarse/a.png is anyone's guess
-        clashes = sorted({path.stem for path in paths if by_stem[path.stem] != path})
-        listed = "; ".join(", ".join(path.name for path in paths if path.stem == stem) for stem in clashes[:10])
-        raise C2FError(f"{folder}: more than one image is named {', '.join(clashes[:10])} ({listed}); "
-                       "rename one of each, as files are paired by name.")
-    return by_stem
-
-
-def pair_by_stem(first: Path, second: Path) -> tuple[list[tuple[str, Path, Path]], list[Path]]:
-    """Pair two folders' images by stem; return the pairs and the unpaired files."""
-    first_files, second_files = images_by_stem(first), images_by_stem(second)
-    pairs = [(stem, first_files[stem], second_files[stem]) for stem in first_files if stem in second_files]
-    unpaired = [path for stem, path in {**second_files, **first_files}.items()
-                if stem not in first_files or stem not in second_files]
-    return pairs, sorted(unpaired)
 
 
 def find_fasseg_samples(root: Path) -> list[Sample]:
@@ -109,3 +89,27 @@ def load_sample(sample: Sample, labels: LabelSet) -> LoadedSample:
         if label_map is not None:
             check_same_size(label_map, path, photo, sample.photo)
     return LoadedSample(sample.name, photo, coarse, fine)
+
+
+def split_samples(samples: list[LoadedSample], fraction: float, seed: int) -> tuple[list, list]:
+    """Deterministic (train, validation) split of the samples."""
+    order = np.random.default_rng(seed).permutation(len(samples))
+    count = int(round(len(samples) * fraction)) if len(samples) > 1 else 0
+    count = min(count, len(samples) - 1)  # a few faces and a large fraction must still leave one to train on
+    validation = [samples[index] for index in sorted(order[:count])]
+    train = [samples[index] for index in sorted(order[count:])]
+    if not train:
+        raise C2FError("no face with a fine map is left for training; add faces or lower --validation-fraction.")
+    return train, validation
+
+
+def split_fine_and_coarse_only(samples: list[LoadedSample], fine_fraction: float,
+                               seed: int) -> tuple[list[LoadedSample], list[LoadedSample]]:
+    """Keep the fine maps of a seeded share of the faces; the rest become coarse-only."""
+    if fine_fraction >= 1:
+        return samples, []
+    order = np.random.default_rng([seed, 1]).permutation(len(samples))
+    keep = max(1, int(round(len(samples) * fine_fraction)))
+    fine = [samples[index] for index in sorted(order[:keep])]
+    coarse_only = [dataclasses.replace(samples[index], fine=None) for index in sorted(order[keep:])]
+    return fine, coarse_only

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from c2f_cli.errors import C2FError
+from c2f.errors import C2FError
+from c2f.io.label_maps import check_same_size, read_label_map
+from c2f.io.pairing import images_by_stem
 
 if TYPE_CHECKING:
-    from c2f_cli.labels import LabelSet
+    from c2f.io.label_sets import LabelSet
 
 
 def confusion_matrix(predicted: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
@@ -55,8 +57,6 @@ def scores_from_confusion(confusion: np.ndarray) -> Scores:
 def find_score_triplets(predicted: Path, fine: Path,
                         coarse: Path | None) -> list[tuple[str, Path, Path, Path | None]]:
     """(name, predicted, fine, coarse-or-None) for three files, or three folders paired by stem."""
-    from c2f_cli.data import images_by_stem
-
     paths = [path for path in (predicted, fine, coarse) if path is not None]
     for path in paths:
         if not path.exists():
@@ -92,8 +92,6 @@ class ScoreReport:
 
 def score_files(triplets: list[tuple[str, Path, Path, Path | None]], labels: LabelSet) -> ScoreReport:
     """Score (name, predicted, fine, coarse-or-None) map files; sizes must agree."""
-    from c2f_cli.labels import check_same_size, read_label_map
-
     num_classes = labels.num_classes
     totals = {"predicted": np.zeros((num_classes, num_classes), np.int64),
               "coarse": np.zeros((num_classes, num_classes), np.int64)}

@@ -15,11 +15,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from c2f_cli.config import SIZE_MULTIPLE, ModelConfig
-from c2f_cli.errors import C2FError
-from c2f_cli.labels import LabelSet, check_labels, write_atomically
-from c2f_cli.model import UNet
-from c2f_cli.paths import FORMAT_VERSION, default_weights_path
+from c2f.config import FORMAT_VERSION, SIZE_MULTIPLE, ModelConfig
+from c2f.errors import C2FError
+from c2f.io.files import write_atomically
+from c2f.io.label_sets import LabelSet, check_labels
+from c2f.model import UNet
+from c2f.shipped import default_weights_path
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
@@ -52,7 +53,7 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]
 
 
 def model_metadata(config: ModelConfig, labels: LabelSet) -> dict[str, object]:
-    return {"model_config": dataclasses.asdict(config), "labels": json.loads(labels.to_json())}
+    return {"model_config": dataclasses.asdict(config), "labels": labels.to_dict()}
 
 
 def save_weights(path: Path, model: UNet, labels: LabelSet, extra: dict[str, object] | None = None) -> None:
@@ -101,19 +102,24 @@ def build_model(tensors: dict[str, torch.Tensor], metadata: dict[str, object], p
     return model.eval()
 
 
-def clean_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Keep only model tensors, without wrappers' prefixes (checkpoints hold optimiser state too)."""
-    if any(name.startswith("model.") for name in tensors):
-        # A training checkpoint: the rest is optimiser state and, in gan mode, the discriminator's.
-        tensors = {name: tensor for name, tensor in tensors.items() if name.startswith("model.")}
-    model_tensors = {}
+def clean_state_dict(tensors: dict[str, torch.Tensor], part: str = "model") -> dict[str, torch.Tensor]:
+    """The tensors of one part of a file ("model", or a checkpoint's "discriminator"), without wrappers' prefixes.
+
+    A training checkpoint names each tensor after its part ("model.", "discriminator.", "optimizer.");
+    a weights file holds the model alone. DataParallel ("module.") and torch.compile ("_orig_mod.")
+    prefixes are taken off too.
+    """
+    prefix = f"{part}."
+    if part != "model" or any(name.startswith(prefix) for name in tensors):
+        tensors = {name.removeprefix(prefix): tensor for name, tensor in tensors.items() if name.startswith(prefix)}
+    cleaned = {}
     for name, tensor in tensors.items():
         if name.startswith("optimizer."):
             continue
-        for prefix in ("model.", "module.", "_orig_mod."):
-            name = name.removeprefix(prefix)
-        model_tensors[name] = tensor
-    return model_tensors
+        for wrapper in ("module.", "_orig_mod."):
+            name = name.removeprefix(wrapper)
+        cleaned[name] = tensor
+    return cleaned
 
 
 def load_weights(path: Path | None = None, labels: LabelSet | None = None) -> tuple[UNet, LabelSet, dict[str, object]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from c2f_cli.config import ModelConfig
+from c2f.config import ModelConfig
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:

@@ -1,23 +1,15 @@
-"""Window grid, network inputs, blend weights and stitching: pure numpy.
+"""Window grid, padding, blend weights and stitching: pure numpy geometry.
 
-The one path from a photo and its coarse map to stitched class probabilities.
-Every backend (torch, ONNX Runtime) only turns a float32 (N, C, h, w) batch of
-windows into logits; everything around that lives here, written once.
+One tiling and one stitching path serve every backend and every worker: refine,
+`c2f stitch` and anything computing windows elsewhere blend them with Stitcher.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
-
-# Photos are scaled to roughly zero mean and unit spread so the network sees
-# the same range whatever the camera.
-PHOTO_MEAN = 127.5
-PHOTO_SPREAD = 64.0
-
-Predictor = Callable[[np.ndarray], np.ndarray]  # float32 (N, C, h, w) -> logits (N, K, h, w)
 
 
 @dataclass(frozen=True)
@@ -72,21 +64,6 @@ def pad_image(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(array, extra, mode=mode)
 
 
-def network_input(photo: np.ndarray, coarse: np.ndarray | None, num_classes: int) -> np.ndarray:
-    """float32 (C, h, w) input: normalised RGB, then the one-hot coarse map if given.
-
-    photo is uint8 (h, w, 3); coarse is (h, w) class ids or None for RGB-only models.
-    """
-    channels = 3 + (num_classes if coarse is not None else 0)
-    result = np.empty((channels, *photo.shape[:2]), dtype=np.float32)
-    np.subtract(photo.transpose(2, 0, 1), PHOTO_MEAN, out=result[:3], dtype=np.float32)
-    result[:3] /= PHOTO_SPREAD
-    if coarse is not None:
-        for class_id in range(num_classes):
-            np.equal(coarse, class_id, out=result[3 + class_id], casting="unsafe")
-    return result
-
-
 def blend_weight(height: int, width: int, overlap: int) -> np.ndarray:
     """float32 (h, w) weight: 1 inside, ramping smoothly down over `overlap` pixels at the edges.
 
@@ -101,14 +78,6 @@ def blend_weight(height: int, width: int, overlap: int) -> np.ndarray:
         fraction = np.clip(distance_to_edge / overlap, 0, 1)
         return (0.01 + 0.99 * np.sin(fraction * np.pi / 2) ** 2).astype(np.float32)
     return np.outer(ramp(height), ramp(width))
-
-
-def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
-    """Numerically stable softmax over the class axis, in place on float32 logits."""
-    logits -= logits.max(axis=axis, keepdims=True)
-    np.exp(logits, out=logits)
-    logits /= logits.sum(axis=axis, keepdims=True)
-    return logits
 
 
 class Stitcher:
@@ -152,22 +121,3 @@ def stitch_windows(windows: Iterable[tuple[Box, np.ndarray]], num_classes: int,
 def batched(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def predict_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
-                    window: int, overlap: int, batch_size: int,
-                    on_batch: Callable[[int, int], None] | None = None) -> Iterator[tuple[Box, np.ndarray]]:
-    """Yield (box, (K, h, w) probabilities) for every window of an already padded image."""
-    boxes = plan_windows(photo.shape[0], photo.shape[1], window, overlap)
-    done = 0
-    for batch in batched(boxes, batch_size):
-        inputs = np.stack([
-            network_input(photo[box.slices()], None if coarse is None else coarse[box.slices()], num_classes)
-            for box in batch
-        ])
-        probabilities = softmax(np.asarray(predictor(inputs), dtype=np.float32))
-        for box, window_probabilities in zip(batch, probabilities):
-            yield box, window_probabilities
-        done += len(batch)
-        if on_batch:
-            on_batch(done, len(boxes))

@@ -1,14 +1,15 @@
 """The `c2f` command line: thin Typer commands over the core functions.
 
-Each command checks its inputs, calls one core function and renders the
-result. Heavy imports (torch, onnxruntime) happen inside commands so that
-`c2f --help` answers at once.
+Each command parses its options, calls one core function and renders the
+result; policies live in the core. Heavy imports (torch, onnxruntime) happen
+inside commands so that `c2f --help` answers at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import shlex
 import signal
@@ -19,11 +20,26 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from c2f_cli.config import ModelConfig, TrainConfig, WindowSettings
-from c2f_cli.errors import C2FError
+from c2f.config import (
+    Backend,
+    Device,
+    DiscriminatorKind,
+    MapFormat,
+    Mode,
+    TrainConfig,
+    WindowSettings,
+)
+from c2f.errors import C2FError
 
 app = typer.Typer(
     help="Turn coarse segmentation maps into fine ones with a conditional U-Net.\n\n"
@@ -38,8 +54,9 @@ LabelsOption = Annotated[Optional[Path], typer.Option(
 WeightsOption = Annotated[Optional[Path], typer.Option(
     "--weights", help="Weights (.safetensors); with --backend onnx an .onnx file from `c2f export` (a .safetensors "
                       "is refused there: export it first). Default: the shipped FASSEG model.")]
-DeviceOption = Annotated[str, typer.Option(
+DeviceOption = Annotated[Device, typer.Option(
     "--device", help="auto (CUDA when present, else CPU), cpu or cuda.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 
 
 def fail(message: str) -> None:
@@ -59,8 +76,6 @@ RESUME_HINTS = {"train": "re-run with --resume to continue from the last complet
 
 def run_command(function):
     """Turn C2FError (and failed file operations) into one red line and exit code 1 instead of a traceback."""
-    import functools
-
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
@@ -85,8 +100,9 @@ def train(
                                                        "or images/, coarse/, fine/ matched by file stem.")],
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Run folder: checkpoint, log.csv, curves.png, model.safetensors.")],
-    mode: Annotated[str, typer.Option(help="conditional (photo + coarse map), segment (RGB-only baseline) "
-                                           "or gan (semi-supervised, uses coarse-only faces too).")] = TrainConfig.mode,
+    mode: Annotated[Mode, typer.Option(help="conditional (photo + coarse map), segment (RGB-only baseline) "
+                                            "or gan (semi-supervised, uses coarse-only faces too).")
+    ] = Mode(TrainConfig.mode),
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training faces.")] = TrainConfig.epochs,
     crops_per_image: Annotated[int, typer.Option(
         min=1, help="Random crops per face per epoch.")] = TrainConfig.crops_per_image,
@@ -112,10 +128,11 @@ def train(
         help="Fixes split, initialisation and augmentation: runs repeat exactly.")] = TrainConfig.seed,
     fine_fraction: Annotated[Optional[float], typer.Option(
         min=0.0, max=1.0, help="Share of training faces that keep their fine maps; the rest are coarse-only. "
-                               "Default: 0.4 with --mode gan (20 of 50, as in the seed report), else 1.")] = None,
-    discriminator: Annotated[str, typer.Option(
+                               "Default: 0.4 with --mode gan (20 of 50, as in the 2019 report), else 1.")] = None,
+    discriminator: Annotated[DiscriminatorKind, typer.Option(
         help="gan: pixel (per-pixel confidence, pseudo-labels; the default that works) or image "
-             "(the seed report's one score per map, which collapses in step 2).")] = TrainConfig.discriminator,
+             "(the 2019 report's one score per map, which collapses in step 2).")
+    ] = DiscriminatorKind(TrainConfig.discriminator),
     step2_fraction: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="gan: share of epochs in step 2, learning from coarse-only faces.")
     ] = TrainConfig.step2_fraction,
@@ -125,36 +142,17 @@ def train(
 ) -> None:
     """Train a model on (photo, coarse, fine) triplets.
 
-    Example: c2f train --data ../shared/data/FASSEG --out runs/fasseg --epochs 40
+    Example: c2f train --data path/to/FASSEG --out runs/fasseg --epochs 40
     """
-    from c2f_cli.data import find_samples, load_sample
-    from c2f_cli.labels import load_label_set
-    from c2f_cli.train import train_model
-    from c2f_cli.weights import check_model_config, load_tensors
+    from c2f.io.label_sets import load_label_set
+    from c2f.training.loop import train_from_folder
 
-    if out.exists() and not out.is_dir():
-        fail(f"{out} is a file, but --out names a run folder.")
-    if mode not in ("conditional", "segment", "gan"):
-        fail(f"unknown --mode {mode!r}; choose conditional, segment or gan.")
-    if discriminator not in ("pixel", "image"):
-        fail(f"unknown --discriminator {discriminator!r}; choose pixel or image.")
-    label_set = load_label_set(labels)
-    if init is not None:
-        start = check_model_config(load_tensors(init)[1].get("model_config"), init)
-        width, depth = width or start.width, depth or start.depth
-    width, depth = width or ModelConfig.width, depth or ModelConfig.depth
-    if crop_size % 2**depth:
-        fail(f"--crop-size must be a multiple of 2**depth = {2**depth}, got {crop_size}.")
-    found = find_samples(data)
-    samples = [load_sample(sample, label_set) for sample in found]
-    model_config = ModelConfig(num_classes=label_set.num_classes, use_coarse=mode != "segment",
-                               width=width, depth=depth)
-    config = TrainConfig(mode=mode, epochs=epochs, crops_per_image=crops_per_image, crop_size=crop_size,
-                         batch_size=batch_size,
-                         learning_rate=lr, class_weight_power=class_weight_power,
+    config = TrainConfig(mode=mode.value, epochs=epochs, crops_per_image=crops_per_image, crop_size=crop_size,
+                         batch_size=batch_size, learning_rate=lr, class_weight_power=class_weight_power,
                          validation_fraction=validation_fraction, seed=seed, fine_fraction=fine_fraction,
-                         discriminator=discriminator, step2_fraction=step2_fraction,
+                         discriminator=discriminator.value, step2_fraction=step2_fraction,
                          init_weights=str(init) if init else "")
+    label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
     with progress_bar() as progress:
         epoch_task = progress.add_task("epochs", total=epochs, status="")
@@ -170,23 +168,9 @@ def train(
             progress.update(epoch_task, completed=row["epoch"], status=figures)
             progress.console.print(f"epoch {row['epoch']}: {figures}", highlight=False)
 
-        weights_path = train_model(samples, label_set, model_config, config, out, resume, command,
-                                   on_step, on_epoch)
+        weights_path = train_from_folder(data, out, label_set, config, width, depth, resume, command,
+                                         on_step, on_epoch)
     console.print(f"[green]saved[/green] {weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})")
-
-
-def new_file_allowed(path: Path, overwrite: bool) -> None:
-    """Refuse to write over a folder, or over an existing file without --overwrite."""
-    if path.is_dir():
-        fail(f"{path} is a folder; give a file name such as {path / 'fine.png'}.")
-    if path.exists() and not overwrite:
-        fail(f"{path} already exists; pass --overwrite to replace it.")
-
-
-def output_allowed(path: Path, overwrite: bool) -> None:
-    if path.suffix.lower() in (".jpg", ".jpeg", ".webp"):
-        fail(f"{path}: lossy formats change class colours; write .png (or .bmp, .tif) instead.")
-    new_file_allowed(path, overwrite)
 
 
 @app.command()
@@ -198,10 +182,10 @@ def refine(
     output: Annotated[Path, typer.Option("--output", "-o", help="Fine map to write (a folder in folder mode).")],
     weights: WeightsOption = None,
     labels: LabelsOption = None,
-    backend: Annotated[str, typer.Option(help="auto (ONNX Runtime for .onnx files and the shipped model, which "
-                                               "it runs about twice as fast on a CPU; torch for .safetensors), "
-                                               "torch, or onnx.")] = "auto",
-    device: DeviceOption = "auto",
+    backend: Annotated[Backend, typer.Option(
+        help="auto (ONNX Runtime for .onnx files and the shipped model, which it runs about twice as fast on a "
+             "CPU; torch for .safetensors), torch, or onnx.")] = Backend.auto,
+    device: DeviceOption = Device.auto,
     window: Annotated[int, typer.Option(help="Window side in pixels (multiple of 32).")] = WindowSettings.window,
     overlap: Annotated[int, typer.Option(
         help="Pixels neighbouring windows share; blended smoothly, so no seams.")] = WindowSettings.overlap,
@@ -215,7 +199,7 @@ def refine(
     windows_only: Annotated[bool, typer.Option(
         "--windows", help="Always windows. By default images up to 1 megapixel "
                           "go through in one (seamless, faster) pass, larger ones in windows.")] = False,
-    output_format: Annotated[Optional[str], typer.Option(
+    output_format: Annotated[Optional[MapFormat], typer.Option(
         "--format", help="color, palette or index. Default: as the coarse map.")] = None,
     windows_dir: Annotated[Optional[Path], typer.Option(
         help="Also save each window's class probabilities here, for `c2f stitch`.")] = None,
@@ -223,7 +207,7 @@ def refine(
         help="Write a side-by-side check image (a folder in folder mode).")] = None,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Refuse coarse maps with colours far from every palette colour.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    overwrite: OverwriteOption = False,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Folder mode: leave pairs whose output exists (resume a big job).")] = False,
 ) -> None:
@@ -232,40 +216,32 @@ def refine(
     Example: c2f refine examples/astronaut.png examples/astronaut_coarse.png -o fine.png
     Folders: c2f refine photos/ coarse/ -o fine/ --skip-existing
     """
-    from c2f_cli.backends import load_predictor
-    from c2f_cli.labels import ENCODINGS, load_label_set
-    from c2f_cli.refine import refine_file
+    from c2f.inference.backends import load_predictor
+    from c2f.io.label_sets import load_label_set
+    from c2f.refine import check_file_outputs, check_refine_inputs, refine_file
 
-    settings = WindowSettings(window, overlap, batch_size, whole_image, smoothing=smooth)
     if whole_image and windows_only:
         fail("--whole-image and --windows contradict each other; pass one of them.")
+    settings = WindowSettings(window, overlap, batch_size, whole_image, smoothing=smooth)
     if windows_only or windows_dir is not None:  # saved windows are meant for many workers: keep them windows
         settings = dataclasses.replace(settings, whole_image_max_pixels=0)
     settings.check()
-    if output_format is not None and output_format not in ENCODINGS:
-        fail(f"unknown --format {output_format!r}; choose one of {', '.join(ENCODINGS)}.")
-    for path in (image, coarse):
-        if not path.exists():
-            fail(f"not found: {path}")
-    if image.is_dir() != coarse.is_dir():
-        fail(f"give two files or two folders; {image} and {coarse} are one of each.")
+    check_refine_inputs(image, coarse)
     requested_labels = load_label_set(labels) if labels else None
-    predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend, device)
+    predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend.value, device.value)
     if not uses_coarse:
         console.print("[yellow]note[/yellow]: this is an RGB-only model (--mode segment); the coarse maps are ignored.")
-    options = dict(settings=settings, output_format=output_format, strict=strict)
-    if not image.is_dir():
-        output_allowed(output, overwrite)
-        if overlay is not None:
-            new_file_allowed(overlay, overwrite)
-        result = refine_file(predictor, label_set, uses_coarse, image, coarse, output,
-                             windows_dir=windows_dir, overlay_path=overlay, **options)
-        note_conversion(result.photo_note)
-        warn_far_pixels(coarse, result.far_pixels)
-        console.print(f"[green]wrote[/green] {result.output}  ({result.changed_fraction:.1%} of pixels changed)")
+    options = dict(settings=settings, output_format=output_format.value if output_format else None, strict=strict)
+    if image.is_dir():
+        run_folder_mode(predictor, label_set, uses_coarse, image, coarse, output, options, windows_dir, overlay,
+                        overwrite, skip_existing)
         return
-    refine_folders(predictor, label_set, uses_coarse, image, coarse, output, options, windows_dir, overlay,
-                   overwrite, skip_existing)
+    check_file_outputs(output, overlay, overwrite)
+    result = refine_file(predictor, label_set, uses_coarse, image, coarse, output,
+                         windows_dir=windows_dir, overlay_path=overlay, **options)
+    note_conversion(result.photo_note)
+    warn_far_pixels(coarse, result.far_pixels)
+    console.print(f"[green]wrote[/green] {result.output}  ({result.changed_fraction:.1%} of pixels changed)")
 
 
 def warn_far_pixels(path: Path, count: int) -> None:
@@ -299,14 +275,17 @@ def stop_after_current_image() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def refine_folders(predictor, label_set, uses_coarse, images: Path, coarse: Path, output: Path, options: dict,
-                   windows_dir: Optional[Path], overlay: Optional[Path], overwrite: bool, skip_existing: bool) -> None:
-    """Folder mode: a bad or unpaired file is reported and skipped; Ctrl-C stops after the current image."""
-    from c2f_cli.folders import plan_folder, refine_folder
+def run_folder_mode(predictor, label_set, uses_coarse, images: Path, coarse: Path, output: Path, options: dict,
+                    windows_dir: Optional[Path], overlay: Optional[Path], overwrite: bool, skip_existing: bool) -> None:
+    """Folder mode with a progress bar: a bad or unpaired file is reported and skipped; Ctrl-C stops after the
+    current image."""
+    from c2f.refine import FolderTally, plan_folder, refine_folder
 
     pairs, unpaired = plan_folder(images, coarse, output, overlay, overwrite, skip_existing)
-    failures = [(outcome.stem, outcome.message) for outcome in unpaired]
-    skipped, written, stopped_early = 0, 0, False
+    tally = FolderTally()
+    for outcome in unpaired:
+        tally.record(outcome)
+    stopped_early = False
     outcomes = refine_folder(predictor, label_set, uses_coarse, pairs, windows_dir=windows_dir, **options)
     with progress_bar() as progress, stop_after_current_image() as stop_requested, contextlib.closing(outcomes):
         task = progress.add_task("refining", total=len(pairs), status="")
@@ -319,33 +298,28 @@ def refine_folders(predictor, label_set, uses_coarse, images: Path, coarse: Path
             except KeyboardInterrupt:  # a second Ctrl-C: this image is dropped, nothing half-written
                 stopped_early = True
                 break
-            if outcome.status == "skipped":
-                skipped += 1
-            elif outcome.status == "written":
+            tally.record(outcome)
+            if outcome.status == "written":
                 note_conversion(outcome.result.photo_note)
                 warn_far_pixels(outcome.coarse, outcome.result.far_pixels)
-                written += 1
-            else:
-                failures.append((outcome.stem, outcome.message))
-                if outcome.status == "failed":  # refused pairs are only listed in the summary
-                    progress.console.print(f"[red]failed[/red] {outcome.stem}: {outcome.message}", highlight=False,
-                                           soft_wrap=True)
+            elif outcome.status == "failed":  # refused pairs are only listed in the summary
+                progress.console.print(f"[red]failed[/red] {outcome.stem}: {outcome.message}", highlight=False,
+                                       soft_wrap=True)
             progress.update(task, advance=1, status=outcome.stem)
-    not_done = len(pairs) - written - skipped - len(failures) + len(unpaired)
-    finish_folder_mode(written, skipped, failures, not_done if stopped_early else None)
+    finish_folder_mode(tally, tally.not_done(len(pairs), len(unpaired)) if stopped_early else None)
 
 
-def finish_folder_mode(written: int, skipped: int, failures: list[tuple[str, str]], not_done: Optional[int]) -> None:
+def finish_folder_mode(tally, not_done: Optional[int]) -> None:
     """Print folder mode's summary and failures; exit 130 when it stopped early (not_done given), 1 on failures."""
-    console.print(f"[green]{written} written[/green], {skipped} skipped, {len(failures)} failed"
+    console.print(f"[green]{tally.written} written[/green], {tally.skipped} skipped, {len(tally.failures)} failed"
                   + (f", {not_done} not done." if not_done is not None else "."), highlight=False)
-    for stem, message in failures:
+    for stem, message in tally.failures:
         console.print(f"  [red]{stem}[/red]: {message}", highlight=False, soft_wrap=True)
     if not_done is not None:
         console.print("[yellow]interrupted[/yellow]: finished maps are intact; re-run with --skip-existing to "
                       "continue.", highlight=False, soft_wrap=True)
         raise typer.Exit(130)
-    if failures:
+    if tally.failures:
         raise typer.Exit(1)
 
 
@@ -354,8 +328,8 @@ def finish_folder_mode(written: int, skipped: int, failures: list[tuple[str, str
 def stitch(
     windows_dir: Annotated[Path, typer.Argument(help="Folder written by `c2f refine --windows-dir`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Fine map to write.")],
-    output_format: Annotated[str, typer.Option("--format", help="color, palette or index.")] = "color",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    output_format: Annotated[MapFormat, typer.Option("--format", help="color, palette or index.")] = MapFormat.color,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Blend saved window probabilities into one seamless fine map.
 
@@ -363,21 +337,10 @@ def stitch(
     --smooth that refine was given (recorded with the windows).
     Example: c2f refine face.png coarse.png -o fine.png --windows-dir win/ && c2f stitch win/ -o fine2.png
     """
-    from c2f_cli.labels import ENCODINGS, LabelSet, write_label_map
-    from c2f_cli.refine import class_ids, stitch_folder
+    from c2f.refine import stitch_file
 
-    if output_format not in ENCODINGS:
-        fail(f"unknown --format {output_format!r}; choose one of {', '.join(ENCODINGS)}.")
-    output_allowed(output, overwrite)
-    probabilities, manifest = stitch_folder(windows_dir)
-    if not manifest.get("labels"):
-        fail(f"{windows_dir}: the manifest names no label set.")
-    label_set = LabelSet.from_dict(manifest["labels"], str(windows_dir))
-    if label_set.num_classes != manifest["num_classes"]:
-        fail(f"{windows_dir}: the manifest's label set has {label_set.num_classes} classes but its windows hold "
-             f"{manifest['num_classes']}; re-run refine with --windows-dir.")
-    write_label_map(output, class_ids(probabilities), label_set, output_format)
-    console.print(f"[green]wrote[/green] {output}  ({len(manifest['windows'])} windows)")
+    count = stitch_file(windows_dir, output, output_format.value, overwrite)
+    console.print(f"[green]wrote[/green] {output}  ({count} windows)")
 
 
 @app.command()
@@ -387,19 +350,15 @@ def export(
         "--weights", help="Weights (.safetensors) to export. Default: the shipped FASSEG model.")] = None,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="ONNX file to write. Default: beside the weights, with the suffix .onnx.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Export a model as ONNX for `c2f refine --backend onnx` (labels and config travel inside).
 
     Example: c2f export --weights runs/fasseg/model.safetensors
     """
-    from c2f_cli.onnx_backend import export_onnx
-    from c2f_cli.paths import default_weights_path
+    from c2f.inference.export import export_onnx
 
-    target = output or (weights or default_weights_path()).with_suffix(".onnx")
-    if target.exists() and not overwrite:
-        fail(f"{target} already exists; pass --overwrite to replace it.")
-    path, difference = export_onnx(weights, target)
+    path, difference = export_onnx(weights, output, overwrite)
     console.print(f"[green]wrote[/green] {path}  (largest logit difference from torch: {difference:.1e})")
 
 
@@ -415,10 +374,10 @@ def score(
 ) -> None:
     """Score predicted maps against fine ground truth: pixel accuracy, per-class IoU, mIoU.
 
-    Example: c2f score fine_pred/ ../shared/data/FASSEG/V2/Test_Labels --coarse ../shared/data/FASSEG/V1/Test_Labels
+    Example: c2f score fine_pred/ FASSEG/V2/Test_Labels --coarse FASSEG/V1/Test_Labels
     """
-    from c2f_cli.labels import load_label_set
-    from c2f_cli.score import find_score_triplets, score_files
+    from c2f.io.label_sets import load_label_set
+    from c2f.score import find_score_triplets, score_files
 
     label_set = load_label_set(labels)
     report = score_files(find_score_triplets(predicted, fine, coarse), label_set)

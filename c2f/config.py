@@ -4,8 +4,41 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import Enum
 
-from c2f_cli.errors import C2FError
+from c2f.errors import C2FError
+
+FORMAT_VERSION = "1"  # stored as "c2f_format" in every weights, checkpoint and ONNX file c2f writes
+
+
+# The choices of the command line's options; configs store their plain string values.
+class Mode(str, Enum):
+    conditional = "conditional"  # photo + coarse map
+    segment = "segment"  # RGB-only baseline
+    gan = "gan"  # semi-supervised: coarse-only images too
+
+
+class DiscriminatorKind(str, Enum):
+    pixel = "pixel"  # one confidence per pixel, pseudo-labels
+    image = "image"  # the 2019 report's one score per map
+
+
+class Backend(str, Enum):
+    auto = "auto"  # ONNX Runtime for .onnx files and the shipped model, torch otherwise
+    torch = "torch"
+    onnx = "onnx"
+
+
+class Device(str, Enum):
+    auto = "auto"  # CUDA when present, else the CPU
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class MapFormat(str, Enum):
+    color = "color"  # RGB, one colour per class
+    palette = "palette"  # 8-bit palette PNG whose indices are class ids
+    index = "index"  # single-channel class ids
 
 
 @dataclass(frozen=True)
@@ -32,12 +65,12 @@ class TrainConfig:
     crops_per_image: int = 8  # random crops drawn from each training face per epoch
     crop_size: int = 256  # side of a training crop, in pixels
     batch_size: int = 8  # crops per optimiser step
-    learning_rate: float = 2e-4  # Adam's, as in the seed report; decays on a cosine
+    learning_rate: float = 2e-4  # Adam's, as in the 2019 report; decays on a cosine
     class_weight_power: float = 1.0  # loss weight = class frequency ** -power (1 = inverse)
     validation_fraction: float = 0.2  # share of fine-labelled faces held out
     seed: int = 0  # fixes split, initialisation, crops and augmentation
     fine_fraction: float | None = None  # share of training faces keeping fine maps; None: 0.4 for gan, else 1.0
-    discriminator: str = "pixel"  # gan: pixel (per-pixel confidence) or image (the seed report's)
+    discriminator: str = "pixel"  # gan: pixel (per-pixel confidence) or image (the 2019 report's)
     step2_fraction: float = 0.5  # gan: share of epochs spent in step 2, on coarse-only faces too
     init_weights: str = ""  # weights file to start from (fine-tuning); "" = random initialisation
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from c2f_cli.errors import C2FError
-from c2f_cli.labels import LabelSet, save_image
+from c2f.errors import C2FError
+from c2f.io.files import save_image
+from c2f.io.label_sets import LabelSet
 
 MAX_PANEL_SIDE = 1024  # panels larger than this are shrunk by a whole factor
 GAP = 4  # white pixels between panels

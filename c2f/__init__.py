@@ -1,0 +1,1 @@
+"""c2f: refine coarse segmentation maps into fine ones with a conditional U-Net."""

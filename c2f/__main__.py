@@ -1,0 +1,5 @@
+"""`python -m c2f` runs the command line."""
+
+from c2f.cli import app
+
+app()

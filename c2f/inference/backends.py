@@ -1,0 +1,37 @@
+"""Choosing a backend for a weights file and loading its predictor (predictor.py describes the seam)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from c2f.errors import C2FError
+from c2f.inference.onnx_session import onnx_predictor
+from c2f.inference.predictor import Predictor
+from c2f.io.label_sets import LabelSet
+from c2f.shipped import default_onnx_path
+
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def choose_backend(weights: Path | None) -> str:
+    """auto: ONNX Runtime for .onnx files and for the shipped model (it runs faster on a CPU), torch otherwise."""
+    if weights is None:
+        return "onnx" if default_onnx_path().is_file() else "torch"
+    return "onnx" if Path(weights).suffix.lower() == ".onnx" else "torch"
+
+
+def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str = "auto",
+                   device: str = "auto") -> tuple[Predictor, LabelSet, bool]:
+    """A predictor for a weights file, its label set, and whether it reads the coarse map."""
+    if backend == "auto":
+        backend = choose_backend(weights)
+    if backend == "onnx":
+        return onnx_predictor(weights, labels, device)
+    if backend != "torch":
+        raise C2FError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    # Imported here, not at the top: torch takes seconds to import, and the ONNX path never needs it.
+    from c2f.inference.torch_backend import torch_predictor
+    from c2f.weights import load_weights
+
+    model, stored_labels, _ = load_weights(weights, labels)
+    return torch_predictor(model, device), stored_labels, model.config.use_coarse

@@ -1,0 +1,100 @@
+"""The ONNX Runtime backend: one session per model file, its metadata, and its predictor.
+
+Running needs onnxruntime alone (no torch); the file's metadata_props carry the
+label set and model config that `c2f export` wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from c2f.config import FORMAT_VERSION, ModelConfig
+from c2f.errors import C2FError
+from c2f.inference.devices import check_device
+from c2f.inference.predictor import Predictor
+from c2f.io.label_sets import LabelSet, check_labels
+from c2f.shipped import default_onnx_path
+
+INPUT_NAME = "inputs"  # float32 (batch, C, height, width), height and width multiples of 2**depth
+OUTPUT_NAME = "logits"  # float32 (batch, K, height, width)
+
+
+def choose_providers(device: str) -> list[str]:
+    """ONNX Runtime providers: CUDA first when available and allowed, then the CPU."""
+    import onnxruntime
+
+    check_device(device)
+    has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    if device == "cuda" and not has_cuda:
+        raise C2FError("--device cuda was asked for, but this ONNX Runtime has no CUDA provider; "
+                       "install onnxruntime-gpu, or use --device auto or cpu.")
+    if device != "cpu" and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def thread_count() -> int:
+    """Intra-op threads: OMP_NUM_THREADS when set (as torch honours it), else the cores this process may use."""
+    requested = os.environ.get("OMP_NUM_THREADS", "")
+    if requested.isdigit() and int(requested) > 0:
+        return int(requested)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def open_session(path: Path, device: str):
+    """One InferenceSession for the file, with clear errors for missing or broken files."""
+    import onnxruntime
+    from onnxruntime.capi import onnxruntime_pybind11_state as runtime_errors
+
+    providers = choose_providers(device)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = thread_count()
+    options.log_severity_level = 3  # errors only: no warnings about unused initialisers and such
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=providers)
+    except (runtime_errors.InvalidProtobuf, runtime_errors.InvalidGraph, runtime_errors.Fail,
+            runtime_errors.NoSuchFile, runtime_errors.RuntimeException, runtime_errors.InvalidArgument,
+            ValueError) as error:  # ValueError: a damaged file's names are not even UTF-8
+        raise C2FError(f"{path} is not a readable ONNX model ({str(error).strip()}); it may be truncated. "
+                       "Re-create it with `c2f export`.") from None
+
+
+def read_metadata(session, path: Path) -> tuple[LabelSet, ModelConfig]:
+    """The label set and model config an exported file carries."""
+    raw = session.get_modelmeta().custom_metadata_map
+    if raw.get("c2f_format") != FORMAT_VERSION:
+        raise C2FError(f"{path} is an ONNX model but not one written by `c2f export`; it names no label set.")
+    try:
+        labels = LabelSet.from_dict(json.loads(raw["labels"]), str(path))
+        config = ModelConfig(**json.loads(raw["model_config"]))
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise C2FError(f"{path}: its metadata is damaged ({error}); re-create it with `c2f export`.") from None
+    (model_input,) = session.get_inputs()
+    if model_input.shape[1] != config.in_channels:
+        raise C2FError(f"{path}: its network takes {model_input.shape[1]} channels, but its metadata "
+                       f"describes {config.in_channels}; re-create it with `c2f export`.")
+    return labels, config
+
+
+def onnx_predictor(weights: Path | None, labels: LabelSet | None,
+                   device: str = "auto") -> tuple[Predictor, LabelSet, bool]:
+    """An ONNX Runtime predictor for an exported file, its label set, and whether it reads the coarse map."""
+    path = Path(weights) if weights else default_onnx_path()
+    if path.suffix.lower() == ".safetensors":
+        raise C2FError(f"{path} holds torch weights; --backend onnx needs an .onnx file. Run "
+                       f"`c2f export --weights {path}` and pass the .onnx it writes.")
+    if not path.is_file():
+        hint = "run `c2f export` to create it" if weights is None else "export one with `c2f export --weights ...`"
+        raise C2FError(f"ONNX model not found: {path}; {hint}, or use --backend torch.")
+    session = open_session(path, device)
+    stored_labels, config = read_metadata(session, path)
+    check_labels(stored_labels, labels, path)
+    output_names = [OUTPUT_NAME]
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return session.run(output_names, {INPUT_NAME: batch})[0]
+    return predict, stored_labels, config.use_coarse

@@ -1,0 +1,21 @@
+"""The torch backend: a model wrapped as a numpy-in, numpy-out predictor."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from c2f.inference.devices import choose_torch_device
+from c2f.inference.predictor import Predictor
+from c2f.model import UNet
+
+
+def torch_predictor(model: UNet, device: str = "cpu") -> Predictor:
+    """Wrap a model as a numpy-in, numpy-out predictor on the chosen device."""
+    target = choose_torch_device(device)
+    model = model.to(target).eval()
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch).to(target)).float().cpu().numpy()
+    return predict

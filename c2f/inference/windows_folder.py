@@ -1,0 +1,144 @@
+"""The windows-folder format of `refine --windows-dir` and `c2f stitch`.
+
+One float16 .npy file of (K, h, w) probabilities per window, and a manifest.json
+written last (so a folder with a manifest is complete) that names the image
+size, the padding, the overlap, the smoothing and the label set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from tokenize import TokenError
+from typing import Iterator
+
+import numpy as np
+
+from c2f.config import is_smoothing
+from c2f.errors import C2FError
+from c2f.inference.postprocess import smooth
+from c2f.inference.tiling import Box, stitch_windows
+from c2f.io.files import write_atomically
+from c2f.io.label_sets import LabelSet
+
+MANIFEST_NAME = "manifest.json"
+
+
+def new_manifest(size: tuple[int, int], padded: tuple[int, int], overlap: int, num_classes: int,
+                 smoothing: float, labels: LabelSet | None) -> dict:
+    """The manifest of a windows folder before its windows are added: what `c2f stitch` needs to rebuild the map."""
+    return {"height": size[0], "width": size[1], "padded": list(padded), "overlap": overlap,
+            "num_classes": num_classes, "smoothing": smoothing,
+            "labels": labels.to_dict() if labels else None, "windows": []}
+
+def save_windows(windows: Iterator[tuple[Box, np.ndarray]], folder: Path,
+                 manifest: dict) -> Iterator[tuple[Box, np.ndarray]]:
+    """Pass windows through while writing each as float16 .npy, then the manifest last.
+
+    The manifest is written only once every window is on disk, so a folder with a
+    manifest is always complete.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    # A reused folder's old manifest would vouch for a mix of old and new windows if this run stops early.
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    for index, (box, probabilities) in enumerate(windows):
+        name = f"window_{index:05d}.npy"
+        stored = probabilities.astype(np.float16)
+
+        def write_window(temporary: Path) -> None:
+            with open(temporary, "wb") as handle:  # a path would make np.save append ".npy"
+                np.save(handle, stored)
+        write_atomically(folder / name, write_window)
+        manifest["windows"].append({"file": name, **asdict(box)})
+        # Blend exactly what was stored, so this refine and a later `c2f stitch` agree pixel for pixel
+        # even where two classes differ by less than float16 can tell apart.
+        yield box, stored.astype(np.float32)
+    write_atomically(folder / MANIFEST_NAME, lambda temporary: temporary.write_text(json.dumps(manifest, indent=1)))
+
+
+def stitch_folder(folder: Path) -> tuple[np.ndarray, dict]:
+    """Blend a windows folder written by `refine --windows-dir`: (K, H, W) probabilities and its manifest."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_NAME
+    if not folder.is_dir():
+        raise C2FError(f"windows folder not found: {folder}")
+    if not manifest_path.is_file():
+        raise C2FError(f"{folder} has no {MANIFEST_NAME}; it is not a complete `refine --windows-dir` folder.")
+    manifest, entries = read_manifest(manifest_path)
+    num_classes = manifest["num_classes"]
+
+    def load_windows() -> Iterator[tuple[Box, np.ndarray]]:
+        for box, path in entries:
+            expected = (num_classes, box.height, box.width)
+            try:
+                # Memory-mapped, so a damaged header claiming a huge shape allocates nothing.
+                stored = np.load(path, mmap_mode="r", allow_pickle=False)
+                if stored.shape != expected or stored.dtype.kind not in "fiu":
+                    raise C2FError(f"{path} holds {stored.dtype} {stored.shape}, but the manifest expects "
+                                   f"float {expected}; re-run refine for it.")
+                probabilities = np.array(stored, dtype=np.float32)
+                if not np.isfinite(probabilities).all():
+                    raise C2FError(f"{path} holds values that are not numbers; re-run refine for it.")
+            except NPY_READ_ERRORS as error:
+                raise C2FError(f"{path} is missing or damaged ({error}); re-run refine for it.") from None
+            yield box, probabilities
+    probabilities = stitch_windows(load_windows(), num_classes, *manifest["padded"], manifest["overlap"])
+    probabilities = probabilities[:, :manifest["height"], :manifest["width"]]
+    if np.isnan(probabilities[0]).any():  # no window reached these pixels
+        raise C2FError(f"{manifest_path}: its windows do not cover the whole image; re-run refine with --windows-dir.")
+    # Folders written before smoothing existed name none: they are stitched unsmoothed.
+    return smooth(probabilities, manifest.get("smoothing", 0.0)), manifest
+
+
+def manifest_labels(manifest: dict, folder: Path) -> LabelSet:
+    """The label set a manifest names, refused when missing or not matching its windows' class count."""
+    if not manifest.get("labels"):
+        raise C2FError(f"{folder}: the manifest names no label set.")
+    labels = LabelSet.from_dict(manifest["labels"], str(folder))
+    if labels.num_classes != manifest["num_classes"]:
+        raise C2FError(f"{folder}: the manifest's label set has {labels.num_classes} classes but its windows hold "
+                       f"{manifest['num_classes']}; re-run refine with --windows-dir.")
+    return labels
+
+
+# A stitched map holds num_classes x height x width float32 values; more than this (16 GB) means a damaged manifest.
+MAX_STITCHED_VALUES = 2**32
+# numpy's .npy header parser reports a damaged file through any of these.
+NPY_READ_ERRORS = (OSError, ValueError, EOFError, SyntaxError, TypeError, TokenError)
+
+
+def is_count(value: object, minimum: int) -> bool:
+    """True for a whole number (not a bool) of at least minimum."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def read_manifest(manifest_path: Path) -> tuple[dict, list[tuple[Box, Path]]]:
+    """A windows folder's manifest and its (box, window file) entries, checked so stitching cannot fail."""
+    damaged = f"{manifest_path} is damaged"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except ValueError as error:  # includes JSONDecodeError and UnicodeDecodeError
+        raise C2FError(f"{damaged} ({error}); re-run refine with --windows-dir.") from None
+    if not isinstance(manifest, dict):
+        raise C2FError(f"{damaged}: it holds no JSON object; re-run refine with --windows-dir.")
+    height, width, padded = manifest.get("height"), manifest.get("width"), manifest.get("padded")
+    if not (is_count(height, 1) and is_count(width, 1) and isinstance(padded, list) and len(padded) == 2
+            and is_count(padded[0], height) and is_count(padded[1], width)
+            and is_count(manifest.get("overlap"), 0) and is_count(manifest.get("num_classes"), 1)
+            and is_smoothing(manifest.get("smoothing", 0.0))
+            and manifest["num_classes"] * padded[0] * padded[1] <= MAX_STITCHED_VALUES
+            and isinstance(manifest.get("windows"), list) and manifest["windows"]):
+        raise C2FError(f"{damaged}: height, width, padded, overlap, num_classes, smoothing or windows are "
+                       "missing or invalid; re-run refine with --windows-dir.")
+    entries = []
+    for entry in manifest["windows"]:
+        fields = [entry.get(key) for key in ("top", "left", "height", "width")] if isinstance(entry, dict) else []
+        name = entry.get("file") if isinstance(entry, dict) else None
+        valid = (len(fields) == 4 and all(is_count(value, 0) for value in fields) and fields[2] and fields[3]
+                 and fields[0] + fields[2] <= padded[0] and fields[1] + fields[3] <= padded[1]
+                 and isinstance(name, str) and name == Path(name).name and name not in ("", ".", ".."))
+        if not valid:
+            raise C2FError(f"{damaged}: window entry {entry!r} is invalid; re-run refine with --windows-dir.")
+        entries.append((Box(*fields), manifest_path.parent / name))
+    return manifest, entries

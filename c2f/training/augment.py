@@ -1,0 +1,60 @@
+"""Training batches: random crops of (photo, coarse, target) with scale, mirror and colour jitter."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+
+from c2f.inference.network_input import network_input
+from c2f.inference.tiling import pad_image
+from c2f.training.samples import LoadedSample
+
+# Ranges of the colour jitter, as (low, high): contrast and per-channel gain multiply the normalised
+# photo, brightness is added. Training's own; the semi-supervised step's strong copies use twice the spread.
+TRAINING_JITTER = {"contrast": (0.8, 1.2), "brightness": (-0.2, 0.2), "gain": (0.9, 1.1)}
+STRONG_JITTER = {"contrast": (0.6, 1.4), "brightness": (-0.4, 0.4), "gain": (0.8, 1.2)}
+
+
+def jitter_factors(count: int, rng: np.random.Generator,
+                   ranges: dict[str, tuple[float, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float64 contrast (N, 1, 1, 1), brightness (N, 1, 1, 1) and gain (N, 3, 1, 1) factors, drawn in that order."""
+    contrast = rng.uniform(*ranges["contrast"], size=(count, 1, 1, 1))
+    brightness = rng.uniform(*ranges["brightness"], size=(count, 1, 1, 1))
+    gain = rng.uniform(*ranges["gain"], size=(count, 3, 1, 1))
+    return contrast, brightness, gain
+
+
+def random_crop(sample: LoadedSample, target: np.ndarray, crop_size: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An augmented (photo, coarse, target) crop: random scale (half of the time), position and mirror."""
+    # Resampling a label map with NEAREST moves its boundaries by up to half a pixel, and most
+    # errors sit within two pixels of a boundary: half of the crops keep the native scale.
+    scale = math.exp(rng.uniform(math.log(0.75), math.log(1.33))) if rng.random() < 0.5 else 1.0
+    source_size = int(round(crop_size / scale))
+    height, width = sample.photo.shape[:2]
+    arrays = [pad_image(array, max(height, source_size), max(width, source_size))
+              for array in (sample.photo, sample.coarse, target)]
+    top = rng.integers(0, arrays[0].shape[0] - source_size + 1)
+    left = rng.integers(0, arrays[0].shape[1] - source_size + 1)
+    crops = [array[top:top + source_size, left:left + source_size] for array in arrays]
+    if rng.random() < 0.5:
+        crops = [crop[:, ::-1] for crop in crops]
+    photo = Image.fromarray(np.ascontiguousarray(crops[0])).resize((crop_size, crop_size), Image.BILINEAR)
+    maps = [Image.fromarray(np.ascontiguousarray(crop)).resize((crop_size, crop_size), Image.NEAREST)
+            for crop in crops[1:]]
+    return np.asarray(photo), np.asarray(maps[0]), np.asarray(maps[1])
+
+
+def make_batch(crops: list, num_classes: int, use_coarse: bool,
+               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network inputs (N, C, h, w) with colour jitter, and int64 targets (N, h, w)."""
+    inputs = np.stack([network_input(photo, coarse if use_coarse else None, num_classes)
+                       for photo, coarse, _ in crops])
+    # Lighting and camera differ between datasets: jitter contrast, brightness, and each channel's gain.
+    contrast, brightness, gain = jitter_factors(len(crops), rng, TRAINING_JITTER)
+    inputs[:, :3] = inputs[:, :3] * contrast * gain + brightness
+    targets = np.stack([target for _, _, target in crops]).astype(np.int64)
+    return torch.from_numpy(inputs), torch.from_numpy(targets)

@@ -1,0 +1,175 @@
+"""The training loop: class-weighted cross-entropy, Adam on a cosine schedule, a checkpoint every epoch.
+
+Every epoch draws its randomness from (seed, epoch) alone, and a checkpoint
+holds the model and optimiser state after a complete epoch, so a run killed at
+any moment and resumed reaches exactly the result of an uninterrupted one.
+One epoch skeleton (train_epoch) serves every mode; a mode only decides what one
+optimiser step does with a batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from c2f.config import ModelConfig, TrainConfig
+from c2f.errors import C2FError
+from c2f.io.label_sets import LabelSet
+from c2f.training import gan
+from c2f.training.augment import make_batch, random_crop
+from c2f.training.curves import write_log
+from c2f.training.evaluation import evaluate
+from c2f.training.run_state import (
+    CHECKPOINT_NAME,
+    Run,
+    resume_run,
+    save_checkpoint,
+    start_run,
+)
+from c2f.training.samples import (
+    LoadedSample,
+    find_samples,
+    load_sample,
+    split_fine_and_coarse_only,
+    split_samples,
+)
+from c2f.weights import check_model_config, load_tensors, save_weights
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def model_config_for(labels: LabelSet, mode: str, width: int | None, depth: int | None,
+                     init: Path | None) -> ModelConfig:
+    """The architecture a run builds: --width/--depth as given, else the --init model's, else the defaults."""
+    if init is not None:
+        start = check_model_config(load_tensors(init)[1].get("model_config"), init)
+        width, depth = width or start.width, depth or start.depth
+    return ModelConfig(num_classes=labels.num_classes, use_coarse=mode != "segment",
+                       width=width or ModelConfig.width, depth=depth or ModelConfig.depth)
+
+
+def class_weights(maps: list[np.ndarray], num_classes: int, power: float) -> np.ndarray:
+    """float32 (K,) loss weights = frequency ** -power, scaled so frequent pixels weigh ~1 on average."""
+    counts = sum(np.bincount(m.ravel(), minlength=num_classes) for m in maps).astype(np.float64)
+    frequency = np.maximum(counts / counts.sum(), 1e-6)
+    weights = frequency ** -power
+    return (weights / (weights * frequency).sum()).astype(np.float32)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> None:
+    """Cosine decay from the configured rate to zero; a function of the epoch alone, so resumes match."""
+    for group in optimizer.param_groups:
+        group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
+
+
+def supervised_step(run: Run, criterion: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                    rng: np.random.Generator) -> dict[str, float]:
+    """One optimiser step of the weighted cross-entropy on a batch (modes conditional and segment)."""
+    loss = criterion(run.model(inputs), targets)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    return {"train_loss": loss.item()}
+
+
+def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedSample], config: TrainConfig,
+                epoch: int, on_step: Callable[[int, int, float], None] | None) -> dict[str, float]:
+    """One pass of random crops of the fine-labelled samples; returns the epoch's mean losses."""
+    rng = np.random.default_rng([config.seed, epoch])
+    torch.manual_seed(config.seed * 100_003 + epoch)
+    set_learning_rate(run.optimizer, config, epoch)
+    if run.discriminator_optimizer is not None:
+        set_learning_rate(run.discriminator_optimizer, config, epoch)
+    if config.mode == "gan":
+        second_step = gan.in_second_step(config, epoch, bool(coarse_only))
+        step_function = partial(gan.gan_step, run.model, run.optimizer, run.discriminator,
+                                run.discriminator_optimizer, torch.from_numpy(run.loss_weights), coarse_only,
+                                config.crop_size, second_step)
+    else:
+        step_function = partial(supervised_step, run, nn.CrossEntropyLoss(weight=torch.from_numpy(run.loss_weights)))
+    order = np.repeat(np.arange(len(samples)), config.crops_per_image)
+    rng.shuffle(order)
+    steps = math.ceil(len(order) / config.batch_size)
+    totals: dict[str, float] = {}
+    run.model.train()
+    for step in range(steps):
+        chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
+        crops = [random_crop(samples[index], samples[index].fine, config.crop_size, rng) for index in chosen]
+        inputs, targets = make_batch(crops, run.model.config.num_classes, run.model.config.use_coarse, rng)
+        losses = step_function(inputs, targets, rng)
+        for key, value in losses.items():
+            totals[key] = totals.get(key, 0.0) + value
+        if on_step:
+            on_step(step + 1, steps, losses["train_loss"])
+    means = {key: value / steps for key, value in totals.items()}
+    return means | {"gan_step": 2 if second_step else 1} if config.mode == "gan" else means
+
+
+def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: ModelConfig, config: TrainConfig,
+                out_dir: Path, resume: bool = False, command: str = "",
+                on_step: Callable[[int, int, float], None] | None = None,
+                on_epoch: Callable[[dict], None] | None = None) -> Path:
+    """Train a model on fine-labelled samples, checkpointing every epoch; returns the weights path."""
+    config = config.resolved()  # checkpoints store, and --resume compares, the fine_fraction actually used
+    labelled = [sample for sample in samples if sample.fine is not None]
+    if len(labelled) < 1:
+        raise C2FError("training needs at least one sample with a fine map.")
+    train_samples, validation_samples = split_samples(labelled, config.validation_fraction, config.seed)
+    # Faces beyond fine_fraction lose their fine maps: gan mode learns from them, the others ignore them.
+    train_samples, coarse_only = split_fine_and_coarse_only(train_samples, config.fine_fraction, config.seed)
+    coarse_only += [sample for sample in samples if sample.fine is None]
+    split = {"train": [s.name for s in train_samples], "validation": [s.name for s in validation_samples],
+             "coarse_only": [s.name for s in coarse_only]}
+    out_dir = Path(out_dir)
+    # Killed before its first checkpoint, a run has nothing to resume: --resume then starts it afresh.
+    if resume and (out_dir / CHECKPOINT_NAME).exists():
+        run = resume_run(out_dir, model_config, config, split)
+    else:
+        if not resume and (out_dir / CHECKPOINT_NAME).exists():
+            raise C2FError(f"{out_dir} already holds a training run; pass --resume to continue it "
+                           "or choose another --out.")
+        weights = class_weights([s.fine for s in train_samples], model_config.num_classes, config.class_weight_power)
+        run = start_run(model_config, config, weights, labels)
+    for epoch in range(len(run.history), config.epochs):
+        started = time.perf_counter()
+        row = {"epoch": epoch + 1, **train_epoch(run, train_samples, coarse_only, config, epoch, on_step)}
+        if validation_samples:
+            row.update(evaluate(run.model, validation_samples, model_config.num_classes))
+        row["seconds"] = time.perf_counter() - started
+        run.history.append(row)
+        save_checkpoint(out_dir, run, labels, config, split)
+        write_log(out_dir, run.history)
+        if on_epoch:
+            on_epoch(row)
+    weights_path = out_dir / WEIGHTS_NAME
+    final = run.history[-1] if run.history else {}
+    save_weights(weights_path, run.model, labels, {
+        "training_command": command, "train_config": dataclasses.asdict(config), "split": split,
+        "validation": {key: value for key, value in final.items() if key.startswith("val_")},
+    })
+    return weights_path
+
+
+def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: TrainConfig, width: int | None = None,
+                      depth: int | None = None, resume: bool = False, command: str = "",
+                      on_step: Callable[[int, int, float], None] | None = None,
+                      on_epoch: Callable[[dict], None] | None = None) -> Path:
+    """`c2f train`: check the settings, read a dataset folder, train, and return the weights path."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise C2FError(f"{out_dir} is a file, but --out names a run folder.")
+    init = Path(config.init_weights) if config.init_weights else None
+    model_config = model_config_for(labels, config.mode, width, depth, init)
+    if config.crop_size % 2**model_config.depth:
+        raise C2FError(f"--crop-size must be a multiple of 2**depth = {2**model_config.depth}, "
+                       f"got {config.crop_size}.")
+    samples = [load_sample(sample, labels) for sample in find_samples(data)]
+    return train_model(samples, labels, model_config, config, out_dir, resume, command, on_step, on_epoch)
