@@ -189,7 +189,8 @@ def read_coco(document: Mapping, image_name: str, source: str) -> tuple[int, int
         segmentation = annotation.get("segmentation")
         rings = []
         if isinstance(segmentation, list):
-            rings = [np.asarray(polygon, dtype=np.float64).reshape(-1, 2) for polygon in segmentation]
+            # COCO puts pixel edges on integers; the rings here put pixel centres there, like the other formats
+            rings = [np.asarray(polygon, dtype=np.float64).reshape(-1, 2) - 0.5 for polygon in segmentation]
             encoded = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
         elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
             encoded = coco_mask.frPyObjects(segmentation, height, width)
@@ -285,23 +286,38 @@ def labelme_document(shapes: Sequence[Shape], height: int, width: int, image_pat
             "imageData": None, "imageHeight": int(height), "imageWidth": int(width)}
 
 
+def _pixel_edge_polygons(mask: np.ndarray) -> list[list[float]] | None:
+    """COCO polygons (flat x, y lists, pixel edges on integers) that pycocotools draws back as exactly mask, or None
+    when the mask has holes."""
+    # tracing at twice the size puts each outline a quarter pixel inside the pixel edges, where COCO's own
+    # rasteriser keeps exactly the traced pixels
+    doubled = np.kron(mask.astype(np.uint8), np.ones((2, 2), dtype=np.uint8))
+    contours, hierarchy = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours or (hierarchy[0][:, 3] >= 0).any():
+        return None
+    return [(contour.reshape(-1, 2) / 2 + 0.25).ravel().tolist() for contour in contours]
+
+
 def coco_document(shapes: Sequence[Shape], height: int, width: int, image_name: str,
                   category_names: Sequence[str]) -> dict:
     """A one-image COCO JSON document, one annotation per shape (category id = index in category_names + 1).
 
-    COCO unions an annotation's polygons, so a shape with holes (or a mask, or a ring under 3 points) is written
-    as compressed RLE with iscrowd 0; other outlines are polygons, shifted by half a pixel because COCO puts pixel
-    centres at +0.5. Area and bbox are pycocotools' own for the written segmentation."""
+    Each shape is written as the pixels rasterize draws for it alone. COCO unions an annotation's polygons, so a
+    shape with holes is written as compressed RLE (with iscrowd 0); any other becomes polygons along its pixels'
+    edges, which pycocotools draws back pixel for pixel. Area and bbox are pycocotools' own."""
     category_ids = {name: index + 1 for index, name in enumerate(category_names)}
     annotations = []
     for shape in shapes:
         if shape.label not in category_ids:
             raise C2FError(f"{image_name}: label {shape.label!r} is not among the COCO category names")
-        if shape.mask is None and len(shape.rings) == 1 and len(shape.rings[0]) >= 3:
-            segmentation = [(shape.rings[0] + 0.5).ravel().tolist()]
+        mask = _shape_mask(shape, height, width)
+        if not mask.any():
+            continue
+        segmentation = _pixel_edge_polygons(mask)
+        if segmentation is not None:
             encoded = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
         else:
-            encoded = coco_mask.encode(np.asfortranarray(_shape_mask(shape, height, width).astype(np.uint8)))
+            encoded = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
             segmentation = {"size": [int(height), int(width)], "counts": encoded["counts"].decode("ascii")}
         annotations.append({"id": len(annotations) + 1, "image_id": 1, "category_id": category_ids[shape.label],
                             "segmentation": segmentation, "area": float(coco_mask.area(encoded)),
