@@ -12,7 +12,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -21,9 +21,9 @@ from pycocotools import mask as coco_mask
 
 from c2f.errors import C2FError
 
-# Rasterising the traced polygons back gives these pixel agreements with the original maps
-# (measured with benchmarks/coarsen_settings.py --tolerance-only; mean / worst map):
-# tolerance 0.5: FASSEG V2 test labels 99.9 % / 99.8 %, CamVid val 99.8 % / 99.6 %.
+# Tracing real maps and drawing the polygons back agrees with the original pixels (mean / worst map, measured
+# with benchmarks/coarsen_settings.py): at 0.5 px, FASSEG V2's 50 test maps 99.87 % / 99.83 % and CamVid's 101
+# val maps 99.74 % / 99.66 %; at 0.75 px 99.70 / 99.65 and 99.41 / 99.26; at 0 px every map is identical.
 DEFAULT_TOLERANCE = 0.5  # px a simplified outline may stray from the traced one
 
 LABELME_VERSION = "5.5.0"  # the labelme JSON layout written by labelme_document

@@ -4,7 +4,7 @@ shaky vertices and, in Cityscapes' coarse style, unannotated bands along class b
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Collection
+from collections.abc import Collection
 
 import cv2
 import numpy as np
