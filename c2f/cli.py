@@ -136,6 +136,10 @@ def train(
     step2_fraction: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="gan: share of epochs in step 2, learning from coarse-only faces.")
     ] = TrainConfig.step2_fraction,
+    void_probability: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of training crops whose coarse map loses a band along its class boundaries "
+                               "(and sometimes a patch) to 'not annotated', so the model learns to fill such gaps, "
+                               "as in Cityscapes' coarse maps.")] = TrainConfig.void_probability,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint "
                                                              "(starts afresh if it has none yet).")] = False,
     labels: LabelsOption = None,
@@ -151,7 +155,7 @@ def train(
                          batch_size=batch_size, learning_rate=lr, class_weight_power=class_weight_power,
                          validation_fraction=validation_fraction, seed=seed, fine_fraction=fine_fraction,
                          discriminator=discriminator.value, step2_fraction=step2_fraction,
-                         init_weights=str(init) if init else "")
+                         init_weights=str(init) if init else "", void_probability=void_probability)
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
     with progress_bar() as progress:

@@ -39,6 +39,8 @@ class MapFormat(str, Enum):
     color = "color"  # RGB, one colour per class
     palette = "palette"  # 8-bit palette PNG whose indices are class ids
     index = "index"  # single-channel class ids
+    labelme = "labelme"  # labelme JSON polygons
+    coco = "coco"  # COCO JSON: polygons, RLE for regions with holes
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ class TrainConfig:
     discriminator: str = "pixel"  # gan: pixel (per-pixel confidence) or image (the 2019 report's)
     step2_fraction: float = 0.5  # gan: share of epochs spent in step 2, on coarse-only faces too
     init_weights: str = ""  # weights file to start from (fine-tuning); "" = random initialisation
+    # Share of training crops whose coarse map loses a band along its class boundaries (and, in some, a patch) to
+    # "not annotated", as Cityscapes' coarse maps leave them, so the network learns to fill such gaps itself.
+    void_probability: float = 0.0
 
     def resolved(self) -> TrainConfig:
         """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""

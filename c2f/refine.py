@@ -24,10 +24,18 @@ from c2f.inference.predictor import Predictor
 from c2f.inference.sliding_window import refine_probabilities
 from c2f.inference.windows_folder import manifest_labels, stitch_folder
 from c2f.io.files import check_map_output, check_new_file
-from c2f.io.label_maps import LabelMap, check_same_size, read_label_map, write_label_map
+from c2f.io.label_maps import (
+    POLYGON_ENCODINGS,
+    POLYGON_SUFFIX,
+    LabelMap,
+    check_same_size,
+    output_encoding,
+    read_label_map,
+    write_label_map,
+)
 from c2f.io.label_sets import LabelSet
 from c2f.io.overlay import write_overlay
-from c2f.io.pairing import IMAGE_SUFFIXES, images_by_stem, pair_by_stem
+from c2f.io.pairing import IMAGE_SUFFIXES, MAP_SUFFIXES, images_by_stem, pair_by_stem
 from c2f.io.photos import photo_note, read_photo
 
 
@@ -44,7 +52,7 @@ class RefineResult:
 def read_inputs(photo_path: Path, coarse_path: Path, labels: LabelSet) -> tuple[np.ndarray, LabelMap]:
     """A photo, uint8 (H, W, 3), and its decoded coarse map, checked to be the same size."""
     photo = read_photo(photo_path)
-    coarse = read_label_map(coarse_path, labels)
+    coarse = read_label_map(coarse_path, labels, Path(photo_path).name)
     check_same_size(coarse.class_ids, coarse_path, photo, photo_path)
     return photo, coarse
 
@@ -64,7 +72,8 @@ def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo
     fine = class_ids(probabilities)
     if overlay_path is not None:  # before the map: an existing map then means its overlay is complete too
         write_overlay(overlay_path, photo, coarse.class_ids, fine, labels)
-    write_label_map(output_path, fine, labels, output_format or coarse.encoding)
+    encoding = output_encoding(output_format, coarse.encoding, output_path)
+    write_label_map(output_path, fine, labels, encoding, image_path=Path(photo_path))
     changed = float((fine != coarse.class_ids).mean())
     return RefineResult(Path(output_path), coarse.far_pixels, changed, photo_note(photo_path))
 
@@ -83,7 +92,7 @@ def stitch_file(windows_dir: Path, output: Path, output_format: str = "color", o
     check_map_output(output, overwrite)
     probabilities, manifest = stitch_folder(windows_dir)
     labels = manifest_labels(manifest, windows_dir)
-    write_label_map(output, class_ids(probabilities), labels, output_format)
+    write_label_map(output, class_ids(probabilities), labels, output_encoding(output_format, "color", output))
     return len(manifest["windows"])
 
 
@@ -115,9 +124,9 @@ def read_ahead(pairs: list[tuple[str, Path, Path]], labels: LabelSet, wanted: Ca
 
 def check_folder_inputs(images: Path, coarse: Path, output: Path, overlay: Path | None) -> None:
     """Folder mode: refuse empty input folders and outputs that are files."""
-    for folder in (images, coarse):
-        if not images_by_stem(folder):
-            raise C2FError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); check the folder.")
+    for folder, suffixes in ((images, IMAGE_SUFFIXES), (coarse, MAP_SUFFIXES)):
+        if not images_by_stem(folder, suffixes):
+            raise C2FError(f"{folder} holds no images ({', '.join(suffixes)}); check the folder.")
     for folder, option in ((output, "--output"), (overlay, "--overlay")):
         if folder is not None and folder.exists() and not folder.is_dir():
             raise C2FError(f"{folder} is a file, but in folder mode {option} names a folder.")
@@ -162,16 +171,17 @@ class PairOutcome:
 
 
 def plan_folder(images: Path, coarse: Path, output: Path, overlay: Path | None, overwrite: bool,
-                skip_existing: bool) -> tuple[list[FolderPair], list[PairOutcome]]:
+                skip_existing: bool, output_format: str | None = None) -> tuple[list[FolderPair], list[PairOutcome]]:
     """Folder mode's pairs in stem order with their decisions, and its unpaired files as failed outcomes."""
     check_folder_inputs(images, coarse, output, overlay)
-    found, unpaired = pair_by_stem(images, coarse)
+    found, unpaired = pair_by_stem(images, coarse, MAP_SUFFIXES)
     if not found:
         raise C2FError(f"no photo in {images} has a coarse map of the same name in {coarse}; unpaired: "
                        + ", ".join(path.name for path in unpaired[:10]) + (" ..." if len(unpaired) > 10 else ""))
     pairs = []
     for stem, photo_path, coarse_path in found:
-        target, overlay_target = output / f"{stem}.png", overlay / f"{stem}.png" if overlay else None
+        suffix = POLYGON_SUFFIX if output_format in POLYGON_ENCODINGS else ".png"
+        target, overlay_target = output / f"{stem}{suffix}", overlay / f"{stem}.png" if overlay else None
         pairs.append(FolderPair(stem, photo_path, coarse_path, target, overlay_target,
                                 outputs_allowed(target, overlay_target, overwrite, skip_existing)))
     failures = [PairOutcome(path.name, "failed", f"{path} has no file of the same name in "

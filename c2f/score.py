@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,17 +10,22 @@ import numpy as np
 
 from c2f.errors import C2FError
 from c2f.io.label_maps import check_same_size, read_label_map
-from c2f.io.pairing import images_by_stem
+from c2f.io.pairing import MAP_SUFFIXES, images_by_stem
 
 if TYPE_CHECKING:
     from c2f.io.label_sets import LabelSet
 
 
 def confusion_matrix(predicted: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
-    """int64 (K, K) counts; rows are true classes, columns predicted ones."""
+    """int64 (K, K) counts; rows are true classes, columns predicted ones. Pixels holding K (ignored in the truth,
+    not annotated in the prediction) are left out."""
     if predicted.shape != truth.shape:
         raise ValueError(f"shapes differ: {predicted.shape} vs {truth.shape}")
-    pairs = truth.astype(np.int64).ravel() * num_classes + predicted.astype(np.int64).ravel()
+    truth, predicted = truth.astype(np.int64).ravel(), predicted.astype(np.int64).ravel()
+    kept = (truth < num_classes) & (predicted < num_classes)
+    if not kept.all():
+        truth, predicted = truth[kept], predicted[kept]
+    pairs = truth * num_classes + predicted
     return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
@@ -65,8 +70,8 @@ def find_score_triplets(predicted: Path, fine: Path,
         raise C2FError("give all files or all folders.")
     if not predicted.is_dir():
         return [(predicted.stem, predicted, fine, coarse)]
-    predictions, truths = images_by_stem(predicted), images_by_stem(fine)
-    coarse_maps = images_by_stem(coarse) if coarse else {}
+    predictions, truths = images_by_stem(predicted, MAP_SUFFIXES), images_by_stem(fine, MAP_SUFFIXES)
+    coarse_maps = images_by_stem(coarse, MAP_SUFFIXES) if coarse else {}
     missing = sorted(stem for stem in predictions if stem not in truths or (coarse and stem not in coarse_maps))
     if missing:
         raise C2FError(f"{len(missing)} predictions have no fine (or coarse) map of the same name: "
@@ -84,6 +89,8 @@ class ScoreReport:
     per_image_accuracy: dict[str, float]
     coarse: Scores | None
     coarse_per_image_accuracy: dict[str, float] | None
+    ignored_pixels: int = 0  # fine-map pixels of the table's ignore entries, left out of every figure
+    unannotated_pixels: dict[str, int] = field(default_factory=dict)  # per column: pixels of no class, left out
 
     def mean_image_accuracy(self, coarse: bool = False) -> float:
         values = (self.coarse_per_image_accuracy if coarse else self.per_image_accuracy) or {}
@@ -91,22 +98,27 @@ class ScoreReport:
 
 
 def score_files(triplets: list[tuple[str, Path, Path, Path | None]], labels: LabelSet) -> ScoreReport:
-    """Score (name, predicted, fine, coarse-or-None) map files; sizes must agree."""
+    """Score (name, predicted, fine, coarse-or-None) map files; sizes must agree. Ignored fine pixels, and pixels a
+    map leaves unannotated, are counted and left out."""
     num_classes = labels.num_classes
     totals = {"predicted": np.zeros((num_classes, num_classes), np.int64),
               "coarse": np.zeros((num_classes, num_classes), np.int64)}
     per_image: dict[str, dict[str, float]] = {"predicted": {}, "coarse": {}}
+    ignored, unannotated = 0, {"predicted": 0, "coarse": 0}
     for name, predicted_path, fine_path, coarse_path in triplets:
-        fine = read_label_map(fine_path, labels).class_ids
+        fine = read_label_map(fine_path, labels, name).class_ids
+        ignored += int(np.count_nonzero(fine == num_classes))
         for kind, path in (("predicted", predicted_path), ("coarse", coarse_path)):
             if path is None:
                 continue
-            label_map = read_label_map(path, labels).class_ids
+            label_map = read_label_map(path, labels, name).class_ids
             check_same_size(label_map, path, fine, fine_path)
+            unannotated[kind] += int(np.count_nonzero((label_map == num_classes) & (fine != num_classes)))
             confusion = confusion_matrix(label_map, fine, num_classes)
             totals[kind] += confusion
             per_image[kind][name] = scores_from_confusion(confusion).pixel_accuracy
     has_coarse = any(coarse is not None for *_, coarse in triplets)
     return ScoreReport(scores_from_confusion(totals["predicted"]), per_image["predicted"],
                        scores_from_confusion(totals["coarse"]) if has_coarse else None,
-                       per_image["coarse"] if has_coarse else None)
+                       per_image["coarse"] if has_coarse else None, ignored,
+                       {kind: count for kind, count in unannotated.items() if count})

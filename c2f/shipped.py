@@ -1,4 +1,5 @@
-"""Where the shipped model files live: `weights/` in a checkout, `c2f/shipped_weights/` in an installed wheel.
+"""Where the shipped files live: `weights/` and `labels/` in a checkout, `c2f/shipped_weights/` and
+`c2f/label_tables/` in an installed wheel.
 
 Torch-free, so the ONNX Runtime path (`c2f refine --backend onnx`) never imports torch.
 """
@@ -22,3 +23,11 @@ def default_weights_path(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
 def default_onnx_path() -> Path:
     """The shipped FASSEG model as ONNX: fasseg.onnx beside the shipped safetensors."""
     return default_weights_path(DEFAULT_ONNX_NAME)
+
+
+def shipped_label_table(name: str) -> Path:
+    """A shipped label table (`--labels cityscapes`): `labels/NAME.toml` in a checkout, else the installed copy."""
+    checkout_copy = Path(__file__).resolve().parent.parent / "labels" / f"{name}.toml"
+    if checkout_copy.is_file():
+        return checkout_copy
+    return Path(__file__).resolve().parent / "label_tables" / f"{name}.toml"

@@ -123,13 +123,14 @@ def clean_state_dict(tensors: dict[str, torch.Tensor], part: str = "model") -> d
 
 
 def load_weights(path: Path | None = None, labels: LabelSet | None = None) -> tuple[UNet, LabelSet, dict[str, object]]:
-    """Load a model, its label set and metadata; refuse a label set other than `labels`."""
+    """Load a model, its label set (`labels` in the model's class order when given) and metadata; refuse a `labels`
+    whose classes differ from the model's."""
     path = Path(path) if path else default_weights_path()
     tensors, metadata = load_tensors(path)
     stored_labels = LabelSet.from_dict(metadata.get("labels", {}), str(path))
-    check_labels(stored_labels, labels, path)
+    labels = check_labels(stored_labels, labels, path)
     stored_classes = check_model_config(metadata.get("model_config"), path).num_classes
     if stored_classes != stored_labels.num_classes:
         raise C2FError(f"{path}: its model predicts {stored_classes} classes but its label set has "
                        f"{stored_labels.num_classes}; the file is damaged.")
-    return build_model(tensors, metadata, path), stored_labels, metadata
+    return build_model(tensors, metadata, path), labels, metadata

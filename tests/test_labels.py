@@ -11,7 +11,7 @@ from PIL import Image
 
 from c2f.errors import C2FError
 from c2f.io.files import write_atomically
-from c2f.io.label_maps import ENCODINGS, read_label_map, write_label_map
+from c2f.io.label_maps import RASTER_ENCODINGS as ENCODINGS, read_label_map, write_label_map
 from c2f.io.label_sets import FASSEG_LABELS, LabelSet, load_label_set
 from c2f.io.photos import read_photo
 
@@ -99,21 +99,20 @@ def test_foreign_colours_are_mapped_but_counted_as_far(tmp_path):
     assert label_map.class_ids.max() < FASSEG_LABELS.num_classes
 
 
-def test_palette_png_with_other_colours_is_decoded_by_colour(tmp_path):
+def test_palette_png_is_read_by_index_whatever_its_colours(tmp_path):
     ids = random_ids(FASSEG_LABELS.num_classes)
-    # Same colours, different order: palette indices mean other classes, so colours must win.
-    order = np.array([3, 1, 5, 0, 2, 4])
-    image = Image.fromarray(np.argsort(order)[ids].astype(np.uint8), mode="P")
-    image.putpalette(FASSEG_LABELS.palette()[order].ravel().tolist())
-    image.save(tmp_path / "shuffled.png")
-    label_map = read_label_map(tmp_path / "shuffled.png", FASSEG_LABELS)
-    assert label_map.encoding == "color"
+    # Palette files store class ids (as VOC's do); their palette only shows them.
+    image = Image.fromarray(ids.astype(np.uint8), mode="P")
+    image.putpalette(np.random.default_rng(1).integers(0, 256, (6, 3)).ravel().tolist())
+    image.save(tmp_path / "other_colours.png")
+    label_map = read_label_map(tmp_path / "other_colours.png", FASSEG_LABELS)
+    assert label_map.encoding == "palette"
     np.testing.assert_array_equal(label_map.class_ids, ids)
 
 
 def test_index_map_with_ids_beyond_the_label_set_is_refused(tmp_path):
     Image.fromarray(np.full((4, 4), 9, np.uint8), mode="L").save(tmp_path / "ids.png")
-    with pytest.raises(C2FError, match="class ids up to 9"):
+    with pytest.raises(C2FError, match=r"ids \(9\) that the label table does not name \(it names 0\.\.5\)"):
         read_label_map(tmp_path / "ids.png", FASSEG_LABELS)
 
 

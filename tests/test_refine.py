@@ -11,7 +11,7 @@ from PIL import Image
 from c2f.inference.backends import load_predictor
 from c2f.config import WindowSettings
 from c2f.errors import C2FError
-from c2f.io.label_maps import ENCODINGS, read_label_map, write_label_map
+from c2f.io.label_maps import RASTER_ENCODINGS as ENCODINGS, read_label_map, write_label_map
 from c2f.io.label_sets import FASSEG_LABELS
 from c2f.inference.postprocess import class_ids, smooth
 from c2f.inference.sliding_window import refine_map, refine_probabilities

@@ -92,9 +92,9 @@ def onnx_predictor(weights: Path | None, labels: LabelSet | None,
         raise C2FError(f"ONNX model not found: {path}; {hint}, or use --backend torch.")
     session = open_session(path, device)
     stored_labels, config = read_metadata(session, path)
-    check_labels(stored_labels, labels, path)
+    labels = check_labels(stored_labels, labels, path)
     output_names = [OUTPUT_NAME]
 
     def predict(batch: np.ndarray) -> np.ndarray:
         return session.run(output_names, {INPUT_NAME: batch})[0]
-    return predict, stored_labels, config.use_coarse
+    return predict, labels, config.use_coarse

@@ -1,22 +1,31 @@
-"""Reading and writing label maps: colour-coded, palette and single-channel class-id images.
+"""Reading and writing label maps: colour-coded, palette and single-channel index images, and polygon JSON
+(labelme, Cityscapes, COCO).
 
-Maps leaving this module are uint8 (uint16 above 256 classes) (H, W) class ids in [0, K).
+Maps leaving this module are uint8 (uint16 above 255 classes) (H, W) class indices in [0, K], where K (the class
+count) marks pixels that are not annotated (coarse maps) or ignored (fine maps): the label table's ignore entries,
+255 in palette and index maps of a table with ignore entries, and pixels no polygon covers.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 from PIL import Image
 
 from c2f.errors import C2FError
-from c2f.io.files import save_image
+from c2f.io import polygons
+from c2f.io.files import save_image, write_atomically
 from c2f.io.label_sets import LabelSet
 from c2f.io.photos import open_image
 
-ENCODINGS = ("color", "palette", "index")
+RASTER_ENCODINGS = ("color", "palette", "index")
+POLYGON_ENCODINGS = ("labelme", "coco")  # the polygon formats c2f writes; it also reads Cityscapes' JSON
+ENCODINGS = RASTER_ENCODINGS + POLYGON_ENCODINGS
+POLYGON_SUFFIX = ".json"
 
 # A pixel counts as "far" from the palette when it is more than this many RGB
 # units from every blend of two palette colours: anti-aliased edges are blends
@@ -28,13 +37,18 @@ FAR_COLOR_DISTANCE = 60.0
 class LabelMap:
     """A decoded label map and how it was stored."""
 
-    class_ids: np.ndarray  # (H, W) uint8/uint16 in [0, K)
-    encoding: str  # one of ENCODINGS
+    class_ids: np.ndarray  # (H, W) uint8/uint16 in [0, K]; K = not annotated / ignored
+    encoding: str  # one of ENCODINGS, or "cityscapes"
     far_pixels: int  # colour pixels far from every palette blend (0 for ids)
+
+    def ignored_pixels(self, labels: LabelSet) -> int:
+        """How many pixels are not annotated / ignored."""
+        return int(np.count_nonzero(self.class_ids == labels.ignore_index))
 
 
 def id_dtype(num_classes: int) -> np.dtype:
-    return np.dtype(np.uint8) if num_classes <= 256 else np.dtype(np.uint16)
+    """The dtype of c2f's maps: room for the classes and the ignore value K."""
+    return np.dtype(np.uint8) if num_classes < 256 else np.dtype(np.uint16)
 
 
 def distance_to_palette_blends(colors: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -53,7 +67,8 @@ def distance_to_palette_blends(colors: np.ndarray, palette: np.ndarray) -> np.nd
 
 
 def colors_to_ids(rgb: np.ndarray, labels: LabelSet) -> tuple[np.ndarray, int]:
-    """Map each pixel of uint8 (H, W, 3) to its nearest palette colour; also count far pixels."""
+    """Map each pixel of uint8 (H, W, 3) to its nearest table colour (an ignore entry's colour reads as K); also
+    count far pixels."""
     packed = rgb[..., 0].astype(np.int32)  # 0xRRGGBB, built in place: one int32 array, not four
     packed <<= 8
     packed |= rgb[..., 1]
@@ -63,9 +78,10 @@ def colors_to_ids(rgb: np.ndarray, labels: LabelSet) -> tuple[np.ndarray, int]:
     # np.unique(return_inverse=True) costs 9x the time and 1 GB on a 6000 x 4000 map.
     unique = np.unique(packed)
     unique_rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
-    palette = labels.palette().astype(np.int32)
+    palette, values = labels.color_table()
+    palette = palette.astype(np.int32)
     squared = ((unique_rgb[:, None, :] - palette[None, :, :]) ** 2).sum(axis=2)
-    nearest = squared.argmin(axis=1).astype(id_dtype(labels.num_classes))
+    nearest = values[squared.argmin(axis=1)].astype(id_dtype(labels.num_classes))
     # A colour near a palette colour is never far (a colour is a blend of itself), so only the rest
     # need the blend test, whose cost grows with the square of the class count.
     candidates = squared.min(axis=1) > FAR_COLOR_DISTANCE**2
@@ -77,24 +93,83 @@ def colors_to_ids(rgb: np.ndarray, labels: LabelSet) -> tuple[np.ndarray, int]:
     return nearest[positions], far_pixels
 
 
-def read_label_map(path: Path, labels: LabelSet) -> LabelMap:
-    """Read a colour-coded, palette or single-channel class-id map."""
+def read_label_map(path: Path, labels: LabelSet, image_name: str | None = None) -> LabelMap:
+    """Read a colour, palette or index map, or a labelme / Cityscapes / COCO JSON (COCO: the entry of image_name)."""
+    if Path(path).suffix.lower() == POLYGON_SUFFIX:
+        return read_polygon_map(Path(path), labels, image_name)
     image = open_image(path)
-    if image.mode == "P":
-        palette = np.array(image.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
-        if palette[: labels.num_classes].tobytes() == labels.palette().tobytes():
-            ids = np.asarray(image)
-            check_ids(ids, labels, path)
-            return LabelMap(ids.astype(id_dtype(labels.num_classes)), "palette", 0)
-        image = image.convert("RGB")  # a palette of other colours: decode by colour
+    if image.mode == "P":  # palette files hold class ids, whatever colours their palette shows them in
+        return LabelMap(ids_to_classes(np.asarray(image), labels, path), "palette", 0)
     if image.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
-        ids = np.asarray(image)
-        check_ids(ids, labels, path)
-        return LabelMap(ids.astype(id_dtype(labels.num_classes)), "index", 0)
-    if image.mode not in ("RGB", "RGBA", "LA"):
-        image = image.convert("RGB")
+        return LabelMap(ids_to_classes(np.asarray(image), labels, path), "index", 0)
     ids, far_pixels = colors_to_ids(np.asarray(image.convert("RGB")), labels)
     return LabelMap(ids, "color", far_pixels)
+
+
+def read_polygon_map(path: Path, labels: LabelSet, image_name: str | None) -> LabelMap:
+    """Rasterise a labelme, Cityscapes or COCO JSON in the order its format draws; uncovered pixels are K."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise C2FError(f"{path}: not valid JSON ({error})") from None
+    try:
+        kind = polygons.detect_format(document)
+    except C2FError as error:
+        raise C2FError(f"{path}: {error}") from None
+    source = str(path)
+    if kind == "labelme":
+        height, width, shapes = polygons.read_labelme(document, source)
+    elif kind == "cityscapes":
+        height, width, shapes = polygons.read_cityscapes(document, source, labels.name_lookup())
+    else:
+        height, width, shapes = polygons.read_coco(document, coco_image_name(document, image_name, path), source)
+    ids = polygons.rasterize(shapes, height, width, labels.name_lookup(), fill=labels.ignore_index,
+                             dtype=id_dtype(labels.num_classes), source=source)
+    return LabelMap(ids, kind, 0)
+
+
+def coco_image_name(document: dict, image_name: str | None, path: Path) -> str:
+    """The file_name of the COCO image meant: the photo's name, else one of the same stem, else the only image."""
+    names = [str(image.get("file_name")) for image in document.get("images", []) if isinstance(image, dict)]
+    if image_name is not None:
+        for matches in (lambda name: PurePath(name).name == PurePath(image_name).name,
+                        lambda name: PurePath(name).stem == PurePath(image_name).stem):
+            found = [name for name in names if matches(name)]
+            if found:
+                return found[0]
+    if len(names) == 1:
+        return names[0]
+    raise C2FError(f"{path}: none of its {len(names)} COCO images is named {image_name!r}; "
+                   "name the photo as its file_name says")
+
+
+def ids_to_classes(ids: np.ndarray, labels: LabelSet, path: Path) -> np.ndarray:
+    """Translate an index or palette map's table ids into class indices (K for ignore); unknown ids are an error."""
+    if int(ids.min(initial=0)) < 0:  # only 32-bit TIFFs can hold these
+        raise C2FError(f"{path}: {int((ids < 0).sum())} pixels hold negative class ids; "
+                       "class ids run from 0 to the number of classes - 1.")
+    lookup = labels.index_lookup()
+    largest = int(ids.max(initial=0))
+    if largest >= len(lookup):
+        raise C2FError(f"{path}: pixels hold ids up to {largest}, beyond what a label table can name")
+    classes = lookup[ids]
+    unknown = classes < 0
+    if unknown.any():
+        values = np.unique(ids[unknown])
+        shown = ", ".join(str(value) for value in values[:10]) + (" ..." if len(values) > 10 else "")
+        hint = ("255 marks void in VOC-style maps: add an ignore entry, e.g. {name = \"void\", id = 255, "
+                "ignore = true}" if 255 in values and not labels.ignore else "pass the right --labels file")
+        raise C2FError(f"{path}: {int(unknown.sum())} pixels hold ids ({shown}) that the label table does not "
+                       f"name (it names {describe_ids(labels)}); {hint}.")
+    return classes.astype(id_dtype(labels.num_classes))
+
+
+def describe_ids(labels: LabelSet) -> str:
+    """The ids a table names, shortly: "0..5" or a list."""
+    known = sorted(set(labels.ids) | {entry.id for entry in labels.ignore if entry.id >= 0})
+    if known == list(range(known[0], known[-1] + 1)):
+        return f"{known[0]}..{known[-1]}"
+    return ", ".join(str(value) for value in known[:20]) + (" ..." if len(known) > 20 else "")
 
 
 def check_same_size(label_map: np.ndarray, map_path: Path, reference: np.ndarray, reference_path: Path) -> None:
@@ -104,36 +179,82 @@ def check_same_size(label_map: np.ndarray, map_path: Path, reference: np.ndarray
                        f"{reference.shape[1]}x{reference.shape[0]}; they must be the same size.")
 
 
-def check_ids(ids: np.ndarray, labels: LabelSet, path: Path) -> None:
-    if int(ids.min(initial=0)) < 0:  # only 32-bit TIFFs can hold these
-        raise C2FError(f"{path}: {int((ids < 0).sum())} pixels hold negative class ids; "
-                       "class ids run from 0 to the number of classes - 1.")
-    largest = int(ids.max(initial=0))
-    if largest >= labels.num_classes:
-        count = int((ids >= labels.num_classes).sum())
-        raise C2FError(
-            f"{path}: {count} pixels hold class ids up to {largest}, but the label set has only "
-            f"{labels.num_classes} classes (0..{labels.num_classes - 1}); pass the right --labels file."
-        )
+def written_ids(class_ids: np.ndarray, labels: LabelSet, path: Path | None = None) -> np.ndarray:
+    """Class indices (K for ignore) -> the table's ids, as index and palette maps store them."""
+    ignored = class_ids == labels.ignore_index
+    ignore_id = labels.ignore_id()
+    if ignored.any() and ignore_id is None:
+        raise C2FError(f"{path or 'the map'}: {int(ignored.sum())} pixels are not annotated, but the label table "
+                       "has no ignore entry to write them as; add one, e.g. {name = \"void\", id = 255, ignore = true}")
+    table = np.array(list(labels.ids) + [ignore_id or 0], dtype=np.int64)
+    largest = int(table.max())
+    return table[class_ids].astype(np.uint8 if largest < 256 else np.uint16)
 
 
-def label_map_image(class_ids: np.ndarray, labels: LabelSet, encoding: str) -> Image.Image:
-    """Encode (H, W) class ids as a PIL image in one of ENCODINGS."""
+def label_map_image(class_ids: np.ndarray, labels: LabelSet, encoding: str, path: Path | None = None) -> Image.Image:
+    """Encode (H, W) class indices (K: ignore) as a PIL image in one of RASTER_ENCODINGS."""
     if encoding == "color":
-        return Image.fromarray(labels.palette()[class_ids])
+        return Image.fromarray(labels.display_palette()[class_ids])
     if encoding == "palette":
-        if labels.num_classes > 256:
-            raise C2FError("a palette PNG holds at most 256 classes; use --format color or index.")
-        image = Image.fromarray(class_ids.astype(np.uint8), mode="P")
-        image.putpalette(labels.palette().ravel().tolist())
+        ids = written_ids(class_ids, labels, path)
+        if ids.dtype != np.uint8:
+            raise C2FError("a palette PNG holds at most 256 ids (0..255); use --format color or index.")
+        image = Image.fromarray(ids, mode="P")
+        image.putpalette(palette_of(labels).ravel().tolist())
         return image
     if encoding == "index":
-        if labels.num_classes > 256:
-            return Image.fromarray(class_ids.astype(np.uint16))
-        return Image.fromarray(class_ids.astype(np.uint8), mode="L")
+        ids = written_ids(class_ids, labels, path)
+        return Image.fromarray(ids, mode="L") if ids.dtype == np.uint8 else Image.fromarray(ids)
     raise C2FError(f"unknown map format {encoding!r}; choose one of {', '.join(ENCODINGS)}.")
 
 
-def write_label_map(path: Path, class_ids: np.ndarray, labels: LabelSet, encoding: str) -> None:
-    """Write (H, W) class ids atomically in the given encoding."""
-    save_image(label_map_image(class_ids, labels, encoding), path)
+def palette_of(labels: LabelSet) -> np.ndarray:
+    """uint8 (N, 3) palette placing each class's and ignore entry's colour at its id (N = the largest id + 1)."""
+    written = [(entry.id, entry.color) for entry in labels.ignore if entry.id >= 0]
+    ignore_id = labels.ignore_id()
+    if ignore_id is not None and ignore_id not in dict(written):
+        written.append((ignore_id, labels.ignore_color()))
+    written += list(zip(labels.ids, labels.colors))  # classes last: their colours win
+    palette = np.zeros((max(value for value, _ in written) + 1, 3), dtype=np.uint8)
+    for value, color in written:
+        if value < 256:
+            palette[value] = color
+    return palette[:256]
+
+
+def polygon_document(class_ids: np.ndarray, labels: LabelSet, encoding: str, path: Path,
+                     image_path: Path | None, tolerance: float = polygons.DEFAULT_TOLERANCE) -> dict:
+    """(H, W) class indices as a labelme or COCO document of traced polygons; ignored pixels are left uncovered."""
+    shapes = polygons.trace_regions(class_ids, labels.names, tolerance, skip_ids={labels.ignore_index})
+    height, width = class_ids.shape
+    photo = Path(image_path) if image_path is not None else Path(path).with_suffix(".png")
+    if encoding == "labelme":  # labelme finds the photo relative to the JSON file
+        return polygons.labelme_document(shapes, height, width,
+                                         Path(os.path.relpath(photo, Path(path).parent)).as_posix())
+    return polygons.coco_document(shapes, height, width, photo.name, labels.names)
+
+
+def write_label_map(path: Path, class_ids: np.ndarray, labels: LabelSet, encoding: str,
+                    image_path: Path | None = None) -> None:
+    """Write (H, W) class indices atomically in the given encoding; polygon formats name image_path's photo."""
+    if encoding in POLYGON_ENCODINGS:
+        document = polygon_document(class_ids, labels, encoding, path, image_path)
+        text = json.dumps(document)
+        write_atomically(Path(path), lambda temporary: temporary.write_text(text, encoding="utf-8"))
+        return
+    save_image(label_map_image(class_ids, labels, encoding, path), path)
+
+
+def output_encoding(requested: str | None, input_encoding: str, path: Path) -> str:
+    """The encoding to write: the requested one, else the input's (Cityscapes JSON: labelme); a .json output takes a
+    polygon format (labelme unless the input was COCO), any other suffix a raster one (colour for polygon input)."""
+    wants_polygons = Path(path).suffix.lower() == POLYGON_SUFFIX
+    if requested is not None:
+        if (requested in POLYGON_ENCODINGS) != wants_polygons:
+            raise C2FError(f"{path}: --format {requested} writes "
+                           + ("a .json file" if requested in POLYGON_ENCODINGS else "an image, not .json")
+                           + "; change the output's suffix or the format.")
+        return requested
+    if wants_polygons:
+        return input_encoding if input_encoding in POLYGON_ENCODINGS else "labelme"
+    return input_encoding if input_encoding in RASTER_ENCODINGS else "color"

@@ -61,7 +61,7 @@ def overlay_panels(photo: np.ndarray, coarse_ids: np.ndarray, fine_ids: np.ndarr
     changed = shrink_mask(coarse_ids != fine_ids, factor)
     size = changed.shape[::-1]  # PIL wants (width, height)
     small_photo = np.asarray(Image.fromarray(photo).resize(size, Image.BOX)) if factor > 1 else photo
-    palette = labels.palette()
+    palette = labels.display_palette()  # coarse maps may hold K, 'not annotated'
     coarse_colors = palette[coarse_ids[::factor, ::factor]]
     fine_colors = palette[fine_ids[::factor, ::factor]]
     grey = small_photo.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -10,7 +10,14 @@ from PIL import Image
 
 from c2f.inference.network_input import network_input
 from c2f.inference.tiling import pad_image
+from c2f.training.coarsen import boundary_band
 from c2f.training.samples import LoadedSample
+
+# Width in px of the unannotated bands void_coarse_regions draws along class boundaries, and the side of its
+# patches as a share of the crop's side: Cityscapes' coarse maps leave bands of a few to ten pixels.
+VOID_BAND_WIDTH = (2.0, 12.0)
+VOID_PATCH_SIDE = (0.05, 0.3)
+VOID_PATCH_PROBABILITY = 0.5  # share of voided crops that also lose a patch
 
 # Ranges of the colour jitter, as (low, high): contrast and per-channel gain multiply the normalised
 # photo, brightness is added. Training's own; the semi-supervised step's strong copies use twice the spread.
@@ -46,6 +53,23 @@ def random_crop(sample: LoadedSample, target: np.ndarray, crop_size: int,
     maps = [Image.fromarray(np.ascontiguousarray(crop)).resize((crop_size, crop_size), Image.NEAREST)
             for crop in crops[1:]]
     return np.asarray(photo), np.asarray(maps[0]), np.asarray(maps[1])
+
+
+def void_coarse_regions(crop: tuple[np.ndarray, np.ndarray, np.ndarray], num_classes: int, probability: float,
+                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """With the given probability, mark a band along the coarse crop's class boundaries (and sometimes a patch) as
+    not annotated (value num_classes, which the network sees as no class), as in Cityscapes' coarse maps."""
+    if probability <= 0 or rng.random() >= probability:
+        return crop
+    photo, coarse, target = crop
+    coarse = coarse.copy()
+    coarse[boundary_band(coarse, rng.uniform(*VOID_BAND_WIDTH))] = num_classes
+    if rng.random() < VOID_PATCH_PROBABILITY:
+        height, width = coarse.shape
+        patch_height, patch_width = (max(1, int(side * rng.uniform(*VOID_PATCH_SIDE))) for side in (height, width))
+        top, left = rng.integers(0, height - patch_height + 1), rng.integers(0, width - patch_width + 1)
+        coarse[top:top + patch_height, left:left + patch_width] = num_classes
+    return photo, coarse, target
 
 
 def make_batch(crops: list, num_classes: int, use_coarse: bool,

@@ -57,7 +57,7 @@ def _nearest_fill(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
     return present_values[nearest - 1]
 
 
-def _boundary_band(values: np.ndarray, width: float) -> np.ndarray:
+def boundary_band(values: np.ndarray, width: float) -> np.ndarray:
     """Boolean (H, W) pixels within width / 2 px of a boundary between different values."""
     boundary = np.zeros(values.shape, dtype=bool)
     horizontal = values[:, 1:] != values[:, :-1]
@@ -92,7 +92,7 @@ def coarsen(fine: np.ndarray, settings: CoarsenSettings, rng: np.random.Generato
     coarse = rasterize(shapes, *fine.shape, label_ids, fill=missing_value, dtype=np.int32)
     coarse = _nearest_fill(coarse, coarse == missing_value)
     if ignore_value is not None and band > 0:
-        coarse[_boundary_band(coarse, band)] = ignore_value
+        coarse[boundary_band(coarse, band)] = ignore_value
     void = np.isin(fine, list(skip))
     coarse[void] = ignore_value if ignore_value is not None else fine[void]
     return coarse.astype(fine.dtype)

@@ -77,7 +77,7 @@ def adversarial_loss(kind: str, scores: torch.Tensor, real: bool) -> torch.Tenso
 
 def one_hot(class_ids: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(N, H, W) ids -> float (N, K, H, W)."""
-    return functional.one_hot(class_ids, num_classes).permute(0, 3, 1, 2).float()
+    return functional.one_hot(class_ids, num_classes + 1)[..., :num_classes].permute(0, 3, 1, 2).float()
 
 
 def output_probabilities(logits: torch.Tensor, loss_weights: torch.Tensor) -> torch.Tensor:
@@ -157,7 +157,7 @@ def gan_step(model: nn.Module, optimizer: torch.optim.Optimizer, discriminator: 
                                                 probabilities, num_classes)
     shown = shown_map(discriminator.kind, probabilities)
     fooling = adversarial_loss(discriminator.kind, discriminator(inputs[:, :3], shown), True)
-    supervised = functional.cross_entropy(logits, targets, weight=loss_weights)
+    supervised = functional.cross_entropy(logits, targets, weight=loss_weights, ignore_index=num_classes)
     if second_step and discriminator.kind == "image":
         loss = torch.zeros(())  # the 2019 report's step 2 drops the fine faces altogether
     else:

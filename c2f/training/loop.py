@@ -22,9 +22,9 @@ from torch import nn
 
 from c2f.config import ModelConfig, TrainConfig
 from c2f.errors import C2FError
-from c2f.io.label_sets import LabelSet
+from c2f.io.label_sets import LabelSet, check_labels
 from c2f.training import gan
-from c2f.training.augment import make_batch, random_crop
+from c2f.training.augment import make_batch, random_crop, void_coarse_regions
 from c2f.training.curves import write_log
 from c2f.training.evaluation import evaluate
 from c2f.training.run_state import (
@@ -58,7 +58,8 @@ def model_config_for(labels: LabelSet, mode: str, width: int | None, depth: int 
 
 def class_weights(maps: list[np.ndarray], num_classes: int, power: float) -> np.ndarray:
     """float32 (K,) loss weights = frequency ** -power, scaled so frequent pixels weigh ~1 on average."""
-    counts = sum(np.bincount(m.ravel(), minlength=num_classes) for m in maps).astype(np.float64)
+    # value num_classes marks ignored pixels, which the loss leaves out
+    counts = sum(np.bincount(m.ravel(), minlength=num_classes + 1)[:num_classes] for m in maps).astype(np.float64)
     frequency = np.maximum(counts / counts.sum(), 1e-6)
     weights = frequency ** -power
     return (weights / (weights * frequency).sum()).astype(np.float32)
@@ -94,7 +95,8 @@ def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedS
                                 run.discriminator_optimizer, torch.from_numpy(run.loss_weights), coarse_only,
                                 config.crop_size, second_step)
     else:
-        step_function = partial(supervised_step, run, nn.CrossEntropyLoss(weight=torch.from_numpy(run.loss_weights)))
+        step_function = partial(supervised_step, run, nn.CrossEntropyLoss(
+            weight=torch.from_numpy(run.loss_weights), ignore_index=run.model.config.num_classes))
     order = np.repeat(np.arange(len(samples)), config.crops_per_image)
     rng.shuffle(order)
     steps = math.ceil(len(order) / config.batch_size)
@@ -103,6 +105,8 @@ def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedS
     for step in range(steps):
         chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
         crops = [random_crop(samples[index], samples[index].fine, config.crop_size, rng) for index in chosen]
+        crops = [void_coarse_regions(crop, run.model.config.num_classes, config.void_probability, rng)
+                 for crop in crops]
         inputs, targets = make_batch(crops, run.model.config.num_classes, run.model.config.use_coarse, rng)
         losses = step_function(inputs, targets, rng)
         for key, value in losses.items():
@@ -167,6 +171,8 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
     if out_dir.exists() and not out_dir.is_dir():
         raise C2FError(f"{out_dir} is a file, but --out names a run folder.")
     init = Path(config.init_weights) if config.init_weights else None
+    if init is not None:  # read maps in the --init model's class order; the table may add ignore entries
+        labels = check_labels(LabelSet.from_dict(load_tensors(init)[1].get("labels", {}), str(init)), labels, init)
     model_config = model_config_for(labels, config.mode, width, depth, init)
     if config.crop_size % 2**model_config.depth:
         raise C2FError(f"--crop-size must be a multiple of 2**depth = {2**model_config.depth}, "

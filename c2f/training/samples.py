@@ -16,7 +16,7 @@ import numpy as np
 from c2f.errors import C2FError
 from c2f.io.label_maps import check_same_size, read_label_map
 from c2f.io.label_sets import LabelSet
-from c2f.io.pairing import images_by_stem, pair_by_stem
+from c2f.io.pairing import MAP_SUFFIXES, images_by_stem, pair_by_stem
 from c2f.io.photos import read_photo
 
 
@@ -32,7 +32,8 @@ class Sample:
 
 @dataclass(frozen=True)
 class LoadedSample:
-    """One sample as arrays: photo uint8 (H, W, 3), coarse and fine class ids (H, W)."""
+    """One sample as arrays: photo uint8 (H, W, 3), coarse and fine class ids (H, W) in [0, K] (K: not annotated in
+    coarse, ignored in fine)."""
 
     name: str
     photo: np.ndarray
@@ -46,9 +47,9 @@ def find_fasseg_samples(root: Path) -> list[Sample]:
         photos = root / "V1" / f"{split}_RGB"
         if not photos.is_dir():
             continue
-        coarse = images_by_stem(root / "V1" / f"{split}_Labels")
+        coarse = images_by_stem(root / "V1" / f"{split}_Labels", MAP_SUFFIXES)
         fine_folder = root / "V2" / f"{split}_Labels"
-        fine = images_by_stem(fine_folder) if fine_folder.is_dir() else {}
+        fine = images_by_stem(fine_folder, MAP_SUFFIXES) if fine_folder.is_dir() else {}
         for stem, photo in images_by_stem(photos).items():
             if stem in coarse:
                 samples.append(Sample(f"{split}_{stem}", photo, coarse[stem], fine.get(stem)))
@@ -56,11 +57,11 @@ def find_fasseg_samples(root: Path) -> list[Sample]:
 
 
 def find_generic_samples(root: Path) -> list[Sample]:
-    pairs, unpaired = pair_by_stem(root / "images", root / "coarse")
+    pairs, unpaired = pair_by_stem(root / "images", root / "coarse", MAP_SUFFIXES)
     if unpaired:
         names = ", ".join(str(path) for path in unpaired[:10])
         raise C2FError(f"{root}: {len(unpaired)} files have no partner in images/ or coarse/: {names}")
-    fine = images_by_stem(root / "fine") if (root / "fine").is_dir() else {}
+    fine = images_by_stem(root / "fine", MAP_SUFFIXES) if (root / "fine").is_dir() else {}
     return [Sample(stem, photo, coarse, fine.get(stem)) for stem, photo, coarse in pairs]
 
 
@@ -83,8 +84,8 @@ def find_samples(root: Path) -> list[Sample]:
 def load_sample(sample: Sample, labels: LabelSet) -> LoadedSample:
     """Read a sample's files, checking that their sizes agree."""
     photo = read_photo(sample.photo)
-    coarse = read_label_map(sample.coarse, labels).class_ids
-    fine = read_label_map(sample.fine, labels).class_ids if sample.fine else None
+    coarse = read_label_map(sample.coarse, labels, sample.photo.name).class_ids
+    fine = read_label_map(sample.fine, labels, sample.photo.name).class_ids if sample.fine else None
     for path, label_map in ((sample.coarse, coarse), (sample.fine, fine)):
         if label_map is not None:
             check_same_size(label_map, path, photo, sample.photo)
