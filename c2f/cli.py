@@ -49,8 +49,11 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 LabelsOption = Annotated[Optional[Path], typer.Option(
-    "--labels", help="TOML or JSON label set: classes = [{name = \"sky\", color = [70, 130, 180]}, ...]. "
-                     "Default: FASSEG's six face classes.")]
+    "--labels", help="Label table: a shipped one (cityscapes, camvid, voc, fasseg) or a TOML / JSON file: "
+                     "classes = [{name = \"sky\", color = [70, 130, 180], id = 23}, {name = \"void\", id = 255, "
+                     "ignore = true}, ...] (id: the value in index maps, default its position; ignore: not "
+                     "annotated in coarse maps, left out of scores in fine ones); Cityscapes' table (name, id, "
+                     "trainId, ignoreInEval, color) as is. Default: FASSEG's six face classes.")]
 WeightsOption = Annotated[Optional[Path], typer.Option(
     "--weights", help="Weights (.safetensors); with --backend onnx an .onnx file from `c2f export` (a .safetensors "
                       "is refused there: export it first). Default: the shipped FASSEG model.")]
@@ -204,7 +207,8 @@ def refine(
         "--windows", help="Always windows. By default images up to 1 megapixel "
                           "go through in one (seamless, faster) pass, larger ones in windows.")] = False,
     output_format: Annotated[Optional[MapFormat], typer.Option(
-        "--format", help="color, palette or index. Default: as the coarse map.")] = None,
+        "--format", help="color, palette, index (images) or labelme, coco (JSON polygons, for a .json output). "
+                         "Default: as the coarse map (a .json output: labelme).")] = None,
     windows_dir: Annotated[Optional[Path], typer.Option(
         help="Also save each window's class probabilities here, for `c2f stitch`.")] = None,
     overlay: Annotated[Optional[Path], typer.Option(
@@ -285,7 +289,7 @@ def run_folder_mode(predictor, label_set, uses_coarse, images: Path, coarse: Pat
     current image."""
     from c2f.refine import FolderTally, plan_folder, refine_folder
 
-    pairs, unpaired = plan_folder(images, coarse, output, overlay, overwrite, skip_existing)
+    pairs, unpaired = plan_folder(images, coarse, output, overlay, overwrite, skip_existing, options["output_format"])
     tally = FolderTally()
     for outcome in unpaired:
         tally.record(outcome)
@@ -332,7 +336,8 @@ def finish_folder_mode(tally, not_done: Optional[int]) -> None:
 def stitch(
     windows_dir: Annotated[Path, typer.Argument(help="Folder written by `c2f refine --windows-dir`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Fine map to write.")],
-    output_format: Annotated[MapFormat, typer.Option("--format", help="color, palette or index.")] = MapFormat.color,
+    output_format: Annotated[MapFormat, typer.Option(
+        "--format", help="color, palette, index, or labelme, coco (for a .json output).")] = MapFormat.color,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Blend saved window probabilities into one seamless fine map.
@@ -392,8 +397,14 @@ def score(
         result = {name: {**scores.as_dict(label_set.names), "mean_image_accuracy": report.mean_image_accuracy(is_coarse)}
                   for name, scores, is_coarse in columns}
         result["images"] = len(report.per_image_accuracy)
+        result["ignored_pixels"] = report.ignored_pixels
+        result["unannotated_pixels"] = report.unannotated_pixels
         typer.echo(json.dumps(result, indent=2))
         return
+    if report.ignored_pixels or report.unannotated_pixels:
+        left_out = [f"{report.ignored_pixels} fine-map pixels are ignore entries"] + [
+            f"{count} {kind} pixels are not annotated" for kind, count in report.unannotated_pixels.items()]
+        console.print(f"[cyan]note[/cyan]: left out of every figure: {'; '.join(left_out)}.", highlight=False)
     table = Table(title=f"{len(report.per_image_accuracy)} images")
     table.add_column("figure")
     for name, _, _ in columns:
@@ -411,3 +422,30 @@ def score(
     for name, row in zip(label_set.names, report.predicted.confusion):
         confusion.add_row(name, *[str(value) for value in row])
     Console().print(confusion)
+
+
+@app.command()
+@run_command
+def convert(
+    source: Annotated[Path, typer.Argument(help="A label map (image, labelme / Cityscapes / COCO JSON) or a folder "
+                                                "of them.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Map to write, or a folder for a folder (and for "
+                                                                 "a COCO file of many images).")],
+    output_format: Annotated[MapFormat, typer.Option("--format", help="color, palette, index, labelme or coco.")],
+    labels: LabelsOption = None,
+    images: Annotated[Optional[Path], typer.Option(
+        help="The photos (a file, or a folder matched by stem), which labelme and COCO outputs name.")] = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Convert label maps between formats with a label table.
+
+    Example: c2f convert gtFine/ -o palette/ --format palette --labels cityscapes
+    """
+    from c2f.convert import convert_maps
+    from c2f.io.label_sets import load_label_set
+
+    count = ignored = 0
+    for converted in convert_maps(source, output, load_label_set(labels), output_format.value, images, overwrite):
+        count, ignored = count + 1, ignored + converted.ignored_pixels
+    console.print(f"[green]wrote[/green] {count} maps to {output}" + (
+        f" ({ignored} pixels not annotated / ignored)" if ignored else ""), highlight=False)

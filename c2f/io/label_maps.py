@@ -225,12 +225,16 @@ def palette_of(labels: LabelSet) -> np.ndarray:
 def polygon_document(class_ids: np.ndarray, labels: LabelSet, encoding: str, path: Path,
                      image_path: Path | None, tolerance: float = polygons.DEFAULT_TOLERANCE) -> dict:
     """(H, W) class indices as a labelme or COCO document of traced polygons; ignored pixels are left uncovered."""
-    shapes = polygons.trace_regions(class_ids, labels.names, tolerance, skip_ids={labels.ignore_index})
     height, width = class_ids.shape
     photo = Path(image_path) if image_path is not None else Path(path).with_suffix(".png")
     if encoding == "labelme":  # labelme finds the photo relative to the JSON file
+        # labelme polygons have no holes: ignored regions inside others are drawn as shapes of the ignore entry
+        names = labels.names + labels.ignore_names()[:1]
+        shapes = polygons.trace_regions(class_ids, names, tolerance, skip_ids={len(names)})
         return polygons.labelme_document(shapes, height, width,
                                          Path(os.path.relpath(photo, Path(path).parent)).as_posix())
+    # COCO keeps holes (as RLE), so ignored pixels stay uncovered
+    shapes = polygons.trace_regions(class_ids, labels.names, tolerance, skip_ids={labels.ignore_index})
     return polygons.coco_document(shapes, height, width, photo.name, labels.names)
 
 
