@@ -439,7 +439,7 @@ def convert(
 ) -> None:
     """Convert label maps between formats with a label table.
 
-    Example: c2f convert gtFine/ -o palette/ --format palette --labels cityscapes
+    Example: c2f convert polygons/ -o maps/ --format palette --labels cityscapes
     """
     from c2f.convert import convert_maps
     from c2f.io.label_sets import load_label_set

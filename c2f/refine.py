@@ -67,12 +67,12 @@ def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo
     if strict and coarse.far_pixels:
         raise C2FError(f"{coarse_path}: {coarse.far_pixels} pixels have colours far from every palette colour "
                        "(--strict); fix the map or pass the right --labels.")
+    encoding = output_encoding(output_format, coarse.encoding, output_path)  # refuse a mismatch before the work
     probabilities = refine_probabilities(predictor, photo, coarse.class_ids if uses_coarse else None,
                                          labels.num_classes, settings, on_batch, windows_dir, labels)
     fine = class_ids(probabilities)
     if overlay_path is not None:  # before the map: an existing map then means its overlay is complete too
         write_overlay(overlay_path, photo, coarse.class_ids, fine, labels)
-    encoding = output_encoding(output_format, coarse.encoding, output_path)
     write_label_map(output_path, fine, labels, encoding, image_path=Path(photo_path))
     changed = float((fine != coarse.class_ids).mean())
     return RefineResult(Path(output_path), coarse.far_pixels, changed, photo_note(photo_path))

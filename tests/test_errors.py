@@ -233,7 +233,7 @@ def test_class_ids_beyond_the_label_set_are_refused(inputs, out, weights):
     ids = np.zeros((40, 52), np.uint8)
     ids[:3, :5] = 9
     Image.fromarray(ids, mode="L").save(inputs / "coarse.png")
-    error_line(refine(inputs, out, weights), "coarse.png", "15 pixels", "up to 9", "only 6 classes", "--labels")
+    error_line(refine(inputs, out, weights), "coarse.png", "15 pixels", "ids (9)", "it names 0..5", "--labels")
     assert files_in(out) == []
 
 

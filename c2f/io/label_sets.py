@@ -206,7 +206,7 @@ def check_table(classes: list[tuple], ignore: list[IgnoreEntry], source: str, ci
         for seen, key, what in ((seen_names, name, "name"), (seen_colors, color, "color"), (seen_ids, value, "id")):
             if key in seen:
                 raise C2FError(f"{source}: entry {position} ({name!r}) has the same {what} as entry {seen[key]}; "
-                               f"class {what}s must be unique")
+                               "class names, colours and ids must each be unique")
             seen[key] = position
     for entry in ignore:
         if entry.name in seen_names or (entry.id >= 0 and entry.id in seen_ids):
