@@ -104,8 +104,8 @@ def generic_dataset(tmp_path: Path) -> Path:
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Weights of a briefly trained tiny model (width 4, depth 2) on synthetic faces; built once per session."""
     from c2f.config import ModelConfig, TrainConfig
-    from c2f.training.samples import find_samples, load_sample
     from c2f.training.loop import train_model
+    from c2f.training.samples import find_samples, load_sample
 
     root = tmp_path_factory.mktemp("tiny_model")
     dataset = make_generic_dataset(root / "dataset", [(48, 40), (40, 56), (64, 48)])
