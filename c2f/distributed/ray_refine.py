@@ -22,6 +22,7 @@ from typing import Iterator
 from c2f.config import ClusterSettings, WindowSettings
 from c2f.distributed.window_batches import (
     compute_window_batch,
+    discard_windows_folder,
     finish_split_pair,
     prepare_windows_folder,
     window_batches,
@@ -218,12 +219,13 @@ def run_pipeline(ray, rows: list[dict], source: ModelSource, job: FolderJob,
 def finish_split(labels: LabelSet, pair: FolderPair, results: list[dict], job: FolderJob) -> PairOutcome:
     """Stitch a split photo from its computed batches into its fine map; a failed batch fails the pair."""
     failed = [row["message"] for row in results if row["status"] != "computed"]
-    if failed:
-        return PairOutcome(pair.stem, "failed", failed[0], pair.coarse)
-    entries = [entry for row in results for entry in json.loads(row["entries"])]
     try:
+        if failed:
+            raise C2FError(failed[0])
+        entries = [entry for row in results for entry in json.loads(row["entries"])]
         result = finish_split_pair(labels, pair, job.settings, windows_folder_for(pair, job.windows_dir),
                                    entries, job.output_format, job.windows_dir is not None)
     except C2FError as error:
+        discard_windows_folder(pair, job.windows_dir)
         return PairOutcome(pair.stem, "failed", str(error), pair.coarse)
     return PairOutcome(pair.stem, "written", coarse=pair.coarse, result=result)

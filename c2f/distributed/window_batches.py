@@ -47,6 +47,12 @@ def prepare_windows_folder(folder: Path) -> None:
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
 
 
+def discard_windows_folder(pair: FolderPair, windows_dir: Path | None) -> None:
+    """Remove a failed split photo's temporary windows; a --windows-dir folder stays, without a manifest."""
+    if windows_dir is None:
+        shutil.rmtree(windows_folder_for(pair, windows_dir), ignore_errors=True)
+
+
 def compute_window_batch(predictor: Predictor, labels: LabelSet, uses_coarse: bool, pair: FolderPair,
                          settings: WindowSettings, strict: bool, folder: Path, start: int, end: int,
                          keeps_windows: bool, inputs: tuple[np.ndarray, LabelMap] | None = None) -> list[dict]:
