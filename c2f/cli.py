@@ -146,6 +146,11 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint "
                                                              "(starts afresh if it has none yet).")] = False,
     labels: LabelsOption = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Train data-parallel on this many Ray workers (PyTorch DDP, needs the ray extra of c2f); "
+                    "--batch-size is then per worker.")] = 1,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Train a model on (photo, coarse, fine) triplets.
 
@@ -161,6 +166,14 @@ def train(
                          init_weights=str(init) if init else "")
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
+    if workers > 1 or ray:
+        from c2f.distributed.ray_train import train_on_ray
+
+        console.print(f"training on {workers} Ray workers; per-epoch figures go to {out / 'log.csv'}")
+        weights_path = train_on_ray(data, out, label_set, config, width, depth, resume, command, workers,
+                                    ray_address)
+        console.print(f"[green]saved[/green] {weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})")
+        return
     with progress_bar() as progress:
         epoch_task = progress.add_task("epochs", total=epochs, status="")
         step_task = progress.add_task("steps", total=None, status="")
