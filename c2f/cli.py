@@ -32,6 +32,7 @@ from rich.table import Table
 
 from c2f.config import (
     Backend,
+    ClusterSettings,
     Device,
     DiscriminatorKind,
     MapFormat,
@@ -57,6 +58,12 @@ WeightsOption = Annotated[Optional[Path], typer.Option(
 DeviceOption = Annotated[Device, typer.Option(
     "--device", help="auto (CUDA when present, else CPU), cpu or cuda.")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+RayOption = Annotated[bool, typer.Option(
+    "--ray", help="Run on Ray (needs the ray extra of c2f): joins the cluster at --ray-address or RAY_ADDRESS, "
+                  "else starts Ray on this machine's cores.")]
+RayAddressOption = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="With --ray: the cluster to join, e.g. 10.0.0.5:6379 (`ray start --head` prints it); "
+                          "inputs and outputs must be on a file system every node sees.")]
 
 
 def fail(message: str) -> None:
@@ -139,6 +146,11 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint "
                                                              "(starts afresh if it has none yet).")] = False,
     labels: LabelsOption = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Train data-parallel on this many Ray workers (PyTorch DDP, needs the ray extra of c2f); "
+                    "--batch-size is then per worker.")] = 1,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Train a model on (photo, coarse, fine) triplets.
 
@@ -154,6 +166,14 @@ def train(
                          init_weights=str(init) if init else "")
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
+    if workers > 1 or ray:
+        from c2f.distributed.ray_train import train_on_ray
+
+        console.print(f"training on {workers} Ray workers; per-epoch figures go to {out / 'log.csv'}")
+        weights_path = train_on_ray(data, out, label_set, config, width, depth, resume, command, workers,
+                                    ray_address)
+        console.print(f"[green]saved[/green] {weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})")
+        return
     with progress_bar() as progress:
         epoch_task = progress.add_task("epochs", total=epochs, status="")
         step_task = progress.add_task("steps", total=None, status="")
@@ -210,11 +230,17 @@ def refine(
     overwrite: OverwriteOption = False,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Folder mode: leave pairs whose output exists (resume a big job).")] = False,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
+    workers: Annotated[int, typer.Option(
+        min=0, help="With --ray: actors refining at once, each loading the model once. "
+                    "Default: one per GPU, else one per CPU.")] = ClusterSettings.workers,
 ) -> None:
     """Refine coarse maps into fine maps with a trained model.
 
     Example: c2f refine examples/astronaut.png examples/astronaut_coarse.png -o fine.png
     Folders: c2f refine photos/ coarse/ -o fine/ --skip-existing
+    On Ray: c2f refine photos/ coarse/ -o fine/ --ray  (needs pip install "c2f[ray]")
     """
     from c2f.inference.backends import load_predictor
     from c2f.io.label_sets import load_label_set
@@ -233,9 +259,22 @@ def refine(
         console.print("[yellow]note[/yellow]: this is an RGB-only model (--mode segment); the coarse maps are ignored.")
     options = dict(settings=settings, output_format=output_format.value if output_format else None, strict=strict)
     if image.is_dir():
-        run_folder_mode(predictor, label_set, uses_coarse, image, coarse, output, options, windows_dir, overlay,
-                        overwrite, skip_existing)
+        from c2f.refine import plan_folder, refine_folder
+
+        pairs, unpaired = plan_folder(image, coarse, output, overlay, overwrite, skip_existing)
+        if not ray:
+            outcomes = refine_folder(predictor, label_set, uses_coarse, pairs, windows_dir=windows_dir, **options)
+        else:
+            from c2f.distributed.ray_refine import ModelSource, connect, refine_folder_on_ray
+
+            connect(ray_address)
+            source = ModelSource(weights, requested_labels, backend.value, device.value)
+            outcomes = refine_folder_on_ray(source, label_set, pairs, windows_dir=windows_dir,
+                                            cluster=ClusterSettings(workers=workers), **options)
+        render_folder_outcomes(pairs, unpaired, outcomes)
         return
+    if ray:
+        fail("--ray refines folders; give a folder of photos and a folder of coarse maps.")
     check_file_outputs(output, overlay, overwrite)
     result = refine_file(predictor, label_set, uses_coarse, image, coarse, output,
                          windows_dir=windows_dir, overlay_path=overlay, **options)
@@ -275,18 +314,15 @@ def stop_after_current_image() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_folder_mode(predictor, label_set, uses_coarse, images: Path, coarse: Path, output: Path, options: dict,
-                    windows_dir: Optional[Path], overlay: Optional[Path], overwrite: bool, skip_existing: bool) -> None:
-    """Folder mode with a progress bar: a bad or unpaired file is reported and skipped; Ctrl-C stops after the
-    current image."""
-    from c2f.refine import FolderTally, plan_folder, refine_folder
+def render_folder_outcomes(pairs: list, unpaired: list, outcomes: Iterator) -> None:
+    """Folder mode with a progress bar, wherever the outcomes are computed: a bad or unpaired file is reported
+    and skipped; Ctrl-C stops after the current image."""
+    from c2f.refine import FolderTally
 
-    pairs, unpaired = plan_folder(images, coarse, output, overlay, overwrite, skip_existing)
     tally = FolderTally()
     for outcome in unpaired:
         tally.record(outcome)
     stopped_early = False
-    outcomes = refine_folder(predictor, label_set, uses_coarse, pairs, windows_dir=windows_dir, **options)
     with progress_bar() as progress, stop_after_current_image() as stop_requested, contextlib.closing(outcomes):
         task = progress.add_task("refining", total=len(pairs), status="")
         for _ in pairs:  # check for a stop before asking for the next outcome, as asking starts that pair's work

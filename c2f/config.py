@@ -122,3 +122,20 @@ class WindowSettings:
         if not is_smoothing(self.smoothing):
             raise C2FError(f"--smooth must be 0 (off) or between {MIN_SMOOTHING} and {MAX_SMOOTHING} pixels, "
                            f"got {self.smoothing}.")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """How `refine --ray` spreads a folder over a Ray cluster."""
+
+    workers: int = 0  # actors refining at once, each with its own model; 0 = one per GPU, else one per CPU
+    # Photos with more pixels than this are cut into window batches that different actors compute, then
+    # stitched: one 100-megapixel orthophoto then keeps the whole cluster busy. 0 = never split.
+    split_pixels: int = 16 * 1024 * 1024
+    windows_per_batch: int = 16  # windows of such a photo that one actor computes per task
+
+    def check(self) -> None:
+        if self.workers < 0:
+            raise C2FError(f"--workers must be at least 1 (or 0 for one per CPU), got {self.workers}.")
+        if self.split_pixels < 0 or self.windows_per_batch < 1:
+            raise C2FError("the split threshold must be at least 0 and the windows per batch at least 1.")

@@ -49,6 +49,13 @@ def read_inputs(photo_path: Path, coarse_path: Path, labels: LabelSet) -> tuple[
     return photo, coarse
 
 
+def check_strict(coarse: LabelMap, coarse_path: Path, strict: bool) -> None:
+    """With --strict, refuse a coarse map with colours far from every palette colour."""
+    if strict and coarse.far_pixels:
+        raise C2FError(f"{coarse_path}: {coarse.far_pixels} pixels have colours far from every palette colour "
+                       "(--strict); fix the map or pass the right --labels.")
+
+
 def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo_path: Path, coarse_path: Path,
                 output_path: Path, settings: WindowSettings = WindowSettings(), output_format: str | None = None,
                 strict: bool = False, windows_dir: Path | None = None, overlay_path: Path | None = None,
@@ -56,11 +63,16 @@ def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo
                 inputs: tuple[np.ndarray, LabelMap] | None = None) -> RefineResult:
     """Read a photo and coarse map (unless `inputs` holds them already), refine, and write the fine map atomically."""
     photo, coarse = inputs if inputs is not None else read_inputs(photo_path, coarse_path, labels)
-    if strict and coarse.far_pixels:
-        raise C2FError(f"{coarse_path}: {coarse.far_pixels} pixels have colours far from every palette colour "
-                       "(--strict); fix the map or pass the right --labels.")
+    check_strict(coarse, coarse_path, strict)
     probabilities = refine_probabilities(predictor, photo, coarse.class_ids if uses_coarse else None,
                                          labels.num_classes, settings, on_batch, windows_dir, labels)
+    return write_outputs(probabilities, photo, coarse, labels, photo_path, output_path, output_format, overlay_path)
+
+
+def write_outputs(probabilities: np.ndarray, photo: np.ndarray, coarse: LabelMap, labels: LabelSet,
+                  photo_path: Path, output_path: Path, output_format: str | None = None,
+                  overlay_path: Path | None = None) -> RefineResult:
+    """Write the fine map of float32 (K, H, W) probabilities atomically (and its overlay first, when asked)."""
     fine = class_ids(probabilities)
     if overlay_path is not None:  # before the map: an existing map then means its overlay is complete too
         write_overlay(overlay_path, photo, coarse.class_ids, fine, labels)
@@ -191,20 +203,26 @@ def refine_folder(predictor: Predictor, labels: LabelSet, uses_coarse: bool, pai
     by_stem = {pair.stem: pair for pair in pairs}
     inputs = [(pair.stem, pair.photo, pair.coarse) for pair in pairs]
     for (stem, _, _), read_pair in read_ahead(inputs, labels, lambda stem: by_stem[stem].decision == "write"):
-        pair = by_stem[stem]
-        if pair.decision == "skip":
-            outcome = PairOutcome(stem, "skipped", coarse=pair.coarse)
-        elif pair.decision != "write":
-            outcome = PairOutcome(stem, "refused", pair.decision, pair.coarse)
-        else:
-            try:
-                result = refine_file(predictor, labels, uses_coarse, pair.photo, pair.coarse, pair.output, settings,
-                                     output_format, strict, windows_dir=windows_dir / stem if windows_dir else None,
-                                     overlay_path=pair.overlay, inputs=read_pair())
-                outcome = PairOutcome(stem, "written", coarse=pair.coarse, result=result)
-            except C2FError as error:
-                outcome = PairOutcome(stem, "failed", str(error), pair.coarse)
-        yield outcome
+        yield refine_pair(predictor, labels, uses_coarse, by_stem[stem], settings, output_format, strict,
+                          windows_dir, read_pair)
+
+
+def refine_pair(predictor: Predictor, labels: LabelSet, uses_coarse: bool, pair: FolderPair,
+                settings: WindowSettings = WindowSettings(), output_format: str | None = None,
+                strict: bool = False, windows_dir: Path | None = None,
+                read_pair: Callable[[], tuple[np.ndarray, LabelMap]] | None = None) -> PairOutcome:
+    """One planned pair's outcome: skipped, refused, or refined and written; a C2FError fails this pair alone."""
+    if pair.decision == "skip":
+        return PairOutcome(pair.stem, "skipped", coarse=pair.coarse)
+    if pair.decision != "write":
+        return PairOutcome(pair.stem, "refused", pair.decision, pair.coarse)
+    try:
+        result = refine_file(predictor, labels, uses_coarse, pair.photo, pair.coarse, pair.output, settings,
+                             output_format, strict, windows_dir=windows_dir / pair.stem if windows_dir else None,
+                             overlay_path=pair.overlay, inputs=read_pair() if read_pair else None)
+    except C2FError as error:
+        return PairOutcome(pair.stem, "failed", str(error), pair.coarse)
+    return PairOutcome(pair.stem, "written", coarse=pair.coarse, result=result)
 
 
 @dataclass

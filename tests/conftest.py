@@ -112,3 +112,15 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     samples = [load_sample(sample, FASSEG_LABELS) for sample in find_samples(dataset)]
     config = TrainConfig(epochs=1, crops_per_image=2, crop_size=32, batch_size=4, validation_fraction=0.0)
     return train_model(samples, FASSEG_LABELS, ModelConfig(width=4, depth=2), config, root / "run")
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray with two CPUs, started once for every Ray test (starting one takes seconds); skips without Ray."""
+    ray = pytest.importorskip("ray")
+    from c2f.distributed.ray_refine import connect
+
+    started = connect(None, num_cpus=2)
+    yield
+    if started:
+        ray.shutdown()

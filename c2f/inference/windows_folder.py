@@ -32,6 +32,32 @@ def new_manifest(size: tuple[int, int], padded: tuple[int, int], overlap: int, n
             "num_classes": num_classes, "smoothing": smoothing,
             "labels": labels.to_dict() if labels else None, "windows": []}
 
+def window_name(index: int) -> str:
+    """The file name of a folder's index-th window (its place in the stitching order)."""
+    return f"window_{index:05d}.npy"
+
+
+def save_window(folder: Path, index: int, box: Box, probabilities: np.ndarray,
+                dtype: type = np.float16) -> tuple[dict, np.ndarray]:
+    """Write one window's (K, h, w) probabilities atomically; its manifest entry, and float32 of what was stored.
+
+    float16 halves the files; float32 keeps the probabilities exactly, so stitching them
+    gives the very map that stitching in memory gives.
+    """
+    stored = probabilities.astype(dtype)
+
+    def write_window(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:  # a path would make np.save append ".npy"
+            np.save(handle, stored)
+    write_atomically(folder / window_name(index), write_window)
+    return {"file": window_name(index), **asdict(box)}, stored.astype(np.float32)
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write the manifest atomically, once every window it lists is on disk: it marks the folder complete."""
+    write_atomically(folder / MANIFEST_NAME, lambda temporary: temporary.write_text(json.dumps(manifest, indent=1)))
+
+
 def save_windows(windows: Iterator[tuple[Box, np.ndarray]], folder: Path,
                  manifest: dict) -> Iterator[tuple[Box, np.ndarray]]:
     """Pass windows through while writing each as float16 .npy, then the manifest last.
@@ -43,18 +69,12 @@ def save_windows(windows: Iterator[tuple[Box, np.ndarray]], folder: Path,
     # A reused folder's old manifest would vouch for a mix of old and new windows if this run stops early.
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
     for index, (box, probabilities) in enumerate(windows):
-        name = f"window_{index:05d}.npy"
-        stored = probabilities.astype(np.float16)
-
-        def write_window(temporary: Path) -> None:
-            with open(temporary, "wb") as handle:  # a path would make np.save append ".npy"
-                np.save(handle, stored)
-        write_atomically(folder / name, write_window)
-        manifest["windows"].append({"file": name, **asdict(box)})
+        entry, stored = save_window(folder, index, box, probabilities)
+        manifest["windows"].append(entry)
         # Blend exactly what was stored, so this refine and a later `c2f stitch` agree pixel for pixel
         # even where two classes differ by less than float16 can tell apart.
-        yield box, stored.astype(np.float32)
-    write_atomically(folder / MANIFEST_NAME, lambda temporary: temporary.write_text(json.dumps(manifest, indent=1)))
+        yield box, stored
+    write_manifest(folder, manifest)
 
 
 def stitch_folder(folder: Path) -> tuple[np.ndarray, dict]:

@@ -63,3 +63,12 @@ def photo_note(path: Path) -> str | None:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None  # read_photo reports the real problem
     return None if mode == "RGB" else f"{path} is {PHOTO_CONVERSIONS.get(mode, f'{mode}; converted to RGB')}."
+
+
+def photo_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from the file's header without decoding it; None when the header cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None  # read_photo reports the real problem
