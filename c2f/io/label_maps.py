@@ -41,27 +41,45 @@ def id_dtype(num_classes: int) -> np.dtype:
 DISTANCE_CHUNK = 2**24
 
 
-def distance_to_palette_blends(colors: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Distance of each (N, 3) colour to the nearest segment between two palette colours.
+def palette_spans(palette: np.ndarray) -> np.ndarray:
+    """float64 (K,): a bound on each palette colour's distance to every other one (its longest blend).
 
-    Vectorised over the segments from one palette colour at a time (K numpy steps, not K**2 / 2
-    Python ones), in chunks of colours so memory stays bounded.
+    |p - q| <= |p - m| + |q - m| for the palette's mean m: linear in K, where the exact spans are quadratic.
     """
-    colors = colors.astype(np.float32)
-    palette = palette.astype(np.float32)
-    best = np.full(len(colors), np.inf, dtype=np.float32)  # squared distances
-    for first in range(len(palette)):
-        directions = palette[first:] - palette[first]  # (P, 3): segments to this and every later colour
-        lengths = (directions * directions).sum(axis=1)
-        lengths[lengths == 0] = 1  # the colour itself: t is 0 either way
-        rows = max(1, DISTANCE_CHUNK // (3 * len(directions)))
-        for start in range(0, len(colors), rows):
-            offsets = colors[start:start + rows, None, :] - palette[first]  # (n, 1, 3)
-            t = np.clip((offsets * directions).sum(axis=2) / lengths, 0, 1)  # (n, P)
-            residual = offsets - t[:, :, None] * directions
-            nearest = (residual * residual).sum(axis=2).min(axis=1)
-            best[start:start + rows] = np.minimum(best[start:start + rows], nearest)
-    return np.sqrt(best)
+    palette = palette.astype(np.float64)
+    from_mean = np.sqrt(((palette - palette.mean(axis=0)) ** 2).sum(axis=1))
+    return from_mean + from_mean.max()
+
+
+def far_from_palette_blends(colors: np.ndarray, palette: np.ndarray, limit: float) -> np.ndarray:
+    """For (N, 3) colours each more than `limit` from every palette colour: True where they are also more
+    than `limit` from every blend (segment) of two palette colours.
+
+    A blend of p and q passes within `limit` of a colour c only if |c-p| + |c-q| <= |p-q| + 2 limit
+    (triangle inequality), and |p-q| is at most p's span (palette_spans); so each colour measures exactly only
+    the pairs these bounds leave, which for a colour far from the palette are few or none.
+    """
+    palette = palette.astype(np.float64)
+    spans = palette_spans(palette)
+    far = np.ones(len(colors), dtype=bool)
+    for index, color in enumerate(colors.astype(np.float64)):
+        distances = np.sqrt(((palette - color) ** 2).sum(axis=1))
+        order = np.argsort(distances)
+        sorted_distances = distances[order]
+        # p can start a near blend only if some q has |c-q| <= span(p) + 2 limit - |c-p|.
+        budgets = spans + 2 * limit - distances
+        for first in np.flatnonzero(budgets >= sorted_distances[0]):
+            seconds = order[:np.searchsorted(sorted_distances, budgets[first], side="right")]
+            directions = palette[seconds] - palette[first]
+            lengths = (directions * directions).sum(axis=1)
+            lengths[lengths == 0] = 1  # p itself: t is 0 either way
+            offset = color - palette[first]
+            t = np.clip(directions @ offset / lengths, 0, 1)
+            residual = offset - t[:, None] * directions
+            if (residual * residual).sum(axis=1).min() <= limit * limit:
+                far[index] = False
+                break
+    return far
 
 
 def nearest_palette_colors(colors: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +134,7 @@ def colors_to_ids(rgb: np.ndarray, labels: LabelSet) -> tuple[np.ndarray, int]:
         # need the blend test.
         candidates = squared > FAR_COLOR_DISTANCE**2
         if candidates.any():
-            far = distance_to_palette_blends(other_rgb[candidates], palette) > FAR_COLOR_DISTANCE
+            far = far_from_palette_blends(other_rgb[candidates], palette, FAR_COLOR_DISTANCE)
             far_colors[np.flatnonzero(~exact)[candidates]] = far
     positions = np.searchsorted(unique, packed)
     far_pixels = int(np.count_nonzero(far_colors[positions])) if far_colors.any() else 0
