@@ -179,7 +179,11 @@ class PairOutcome:
 
 def plan_folder(images: Path, coarse: Path, output: Path, overlay: Path | None, overwrite: bool,
                 skip_existing: bool) -> tuple[list[FolderPair], list[PairOutcome]]:
-    """Folder mode's pairs in stem order with their decisions, and its unpaired files as failed outcomes."""
+    """Folder mode's pairs in stem order with their decisions, and its unpaired files as failed outcomes.
+
+    Refuses output folders that are input folders and outputs that are inputs, then removes stale
+    temporary files that runs which died left in the output folders.
+    """
     started = time.time()
     check_folder_inputs(images, coarse, output, overlay)
     guard_output_folders({"the photo folder": images, "the coarse folder": coarse},
