@@ -29,6 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from c2f.config import (
     Backend,
@@ -66,14 +67,43 @@ RayAddressOption = Annotated[Optional[str], typer.Option(
                           "inputs and outputs must be on a file system every node sees.")]
 
 
+def say(word: str, style: str, message: str, separator: str = ": ", target: Console | None = None) -> None:
+    """Print a styled word and a message taken literally: file names and class names may hold "[...]"."""
+    (target or console).print(Text.assemble((word, style), separator, message), highlight=False, soft_wrap=True)
+
+
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    say("error", "red", message)
     raise typer.Exit(1)
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}", markup=False),
+                    console=console)
+
+
+def stop_on_sigterm() -> contextlib.AbstractContextManager:
+    """While active, SIGTERM (sent by `kill`, schedulers and containers) stops the command as Ctrl-C does."""
+    return on_signals(raise_keyboard_interrupt, signal.SIGTERM)
+
+
+def raise_keyboard_interrupt(signal_number, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def on_signals(handler, *signal_numbers: int) -> Iterator[None]:
+    """Install handler for these signals while active (main thread only: Python allows no other)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler) for number in signal_numbers}
+    try:
+        yield
+    finally:
+        for number, old_handler in previous.items():
+            signal.signal(number, old_handler)
 
 
 # What to do after Ctrl-C, per command; every output is written atomically, so nothing is half-written.
@@ -86,7 +116,8 @@ def run_command(function):
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
-            return function(*args, **kwargs)
+            with stop_on_sigterm():
+                return function(*args, **kwargs)
         except C2FError as error:
             fail(str(error))
         except OSError as error:  # a full disk, a read-only folder, a path that is a file: all fixable by the user
@@ -94,8 +125,7 @@ def run_command(function):
             fail(f"{where}{error.strerror or error}; check the path, its permissions and the free disk space.")
         except KeyboardInterrupt:
             hint = RESUME_HINTS.get(function.__name__, "")
-            console.print(f"[yellow]interrupted[/yellow]: completed outputs are intact; {hint}".rstrip("; "),
-                          highlight=False, soft_wrap=True)
+            say("interrupted", "yellow", f"completed outputs are intact; {hint}".rstrip("; "))
             raise typer.Exit(130)
     return wrapper
 
@@ -169,16 +199,20 @@ def train(
     if workers > 1 or ray:
         from c2f.distributed.ray_train import train_on_ray
 
-        console.print(f"training on {workers} Ray workers; per-epoch figures go to {out / 'log.csv'}")
+        console.print(Text(f"training on {workers} Ray workers; per-epoch figures go to {out / 'log.csv'}"))
         weights_path = train_on_ray(data, out, label_set, config, width, depth, resume, command, workers,
                                     ray_address)
-        console.print(f"[green]saved[/green] {weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})")
+        say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")
         return
-    with progress_bar() as progress:
+    # Drawn from the first step on (start() is idempotent): a run refused while its data and --init
+    # weights are checked prints its one error line alone.
+    progress = progress_bar()
+    try:
         epoch_task = progress.add_task("epochs", total=epochs, status="")
         step_task = progress.add_task("steps", total=None, status="")
 
         def on_step(step: int, steps: int, loss: float) -> None:
+            progress.start()
             progress.update(step_task, completed=step, total=steps, status=f"loss {loss:.4f}")
 
         def on_epoch(row: dict) -> None:
@@ -186,11 +220,13 @@ def train(
             if "val_accuracy" in row:
                 figures += f"  val acc {row['val_accuracy']:.2%}  mIoU {row['val_miou']:.3f}"
             progress.update(epoch_task, completed=row["epoch"], status=figures)
-            progress.console.print(f"epoch {row['epoch']}: {figures}", highlight=False)
+            progress.console.print(f"epoch {row['epoch']}: {figures}", highlight=False, markup=False)
 
         weights_path = train_from_folder(data, out, label_set, config, width, depth, resume, command,
                                          on_step, on_epoch)
-    console.print(f"[green]saved[/green] {weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})")
+    finally:
+        progress.stop()  # does nothing if it never started
+    say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")
 
 
 @app.command()
@@ -275,43 +311,37 @@ def refine(
         return
     if ray:
         fail("--ray refines folders; give a folder of photos and a folder of coarse maps.")
-    check_file_outputs(output, overlay, overwrite)
+    check_file_outputs(image, coarse, output, overlay, overwrite)
     result = refine_file(predictor, label_set, uses_coarse, image, coarse, output,
                          windows_dir=windows_dir, overlay_path=overlay, **options)
     note_conversion(result.photo_note)
     warn_far_pixels(coarse, result.far_pixels)
-    console.print(f"[green]wrote[/green] {result.output}  ({result.changed_fraction:.1%} of pixels changed)")
+    say("wrote", "green", f"{result.output}  ({result.changed_fraction:.1%} of pixels changed)", " ")
 
 
 def warn_far_pixels(path: Path, count: int) -> None:
     if count:
-        console.print(f"[yellow]warning[/yellow]: {path}: {count} pixels have colours far from every palette "
-                      "colour; mapped to the nearest (use --strict to refuse such maps).", highlight=False,
-                      soft_wrap=True)
+        say("warning", "yellow", f"{path}: {count} pixels have colours far from every palette colour; mapped to "
+            "the nearest (use --strict to refuse such maps).")
 
 
 def note_conversion(note: Optional[str]) -> None:
     if note:
-        console.print(f"[cyan]note[/cyan]: {note}", highlight=False, soft_wrap=True)
+        say("note", "cyan", note)
 
 
 @contextlib.contextmanager
 def stop_after_current_image() -> Iterator[threading.Event]:
-    """While active, a first Ctrl-C only sets the returned event (stop after this image); a second stops at once."""
+    """While active, a first Ctrl-C or SIGTERM only sets the returned event (stop after this image); a second
+    stops at once."""
     requested = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield requested  # signal handlers can only be set from the main thread
-        return
 
     def on_interrupt(signal_number, frame) -> None:
         if requested.is_set():
             raise KeyboardInterrupt
         requested.set()
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
+    with on_signals(on_interrupt, signal.SIGINT, signal.SIGTERM):
         yield requested
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def render_folder_outcomes(pairs: list, unpaired: list, outcomes: Iterator) -> None:
@@ -339,21 +369,19 @@ def render_folder_outcomes(pairs: list, unpaired: list, outcomes: Iterator) -> N
                 note_conversion(outcome.result.photo_note)
                 warn_far_pixels(outcome.coarse, outcome.result.far_pixels)
             elif outcome.status == "failed":  # refused pairs are only listed in the summary
-                progress.console.print(f"[red]failed[/red] {outcome.stem}: {outcome.message}", highlight=False,
-                                       soft_wrap=True)
+                say("failed", "red", f"{outcome.stem}: {outcome.message}", " ", target=progress.console)
             progress.update(task, advance=1, status=outcome.stem)
     finish_folder_mode(tally, tally.not_done(len(pairs), len(unpaired)) if stopped_early else None)
 
 
 def finish_folder_mode(tally, not_done: Optional[int]) -> None:
     """Print folder mode's summary and failures; exit 130 when it stopped early (not_done given), 1 on failures."""
-    console.print(f"[green]{tally.written} written[/green], {tally.skipped} skipped, {len(tally.failures)} failed"
-                  + (f", {not_done} not done." if not_done is not None else "."), highlight=False)
+    say(f"{tally.written} written", "green", f"{tally.skipped} skipped, {len(tally.failures)} failed"
+        + (f", {not_done} not done." if not_done is not None else "."), ", ")
     for stem, message in tally.failures:
-        console.print(f"  [red]{stem}[/red]: {message}", highlight=False, soft_wrap=True)
+        say(f"  {stem}", "red", message)
     if not_done is not None:
-        console.print("[yellow]interrupted[/yellow]: finished maps are intact; re-run with --skip-existing to "
-                      "continue.", highlight=False, soft_wrap=True)
+        say("interrupted", "yellow", "finished maps are intact; re-run with --skip-existing to continue.")
         raise typer.Exit(130)
     if tally.failures:
         raise typer.Exit(1)
@@ -376,7 +404,7 @@ def stitch(
     from c2f.refine import stitch_file
 
     count = stitch_file(windows_dir, output, output_format.value, overwrite)
-    console.print(f"[green]wrote[/green] {output}  ({count} windows)")
+    say("wrote", "green", f"{output}  ({count} windows)", " ")
 
 
 @app.command()
@@ -395,7 +423,7 @@ def export(
     from c2f.inference.export import export_onnx
 
     path, difference = export_onnx(weights, output, overwrite)
-    console.print(f"[green]wrote[/green] {path}  (largest logit difference from torch: {difference:.1e})")
+    say("wrote", "green", f"{path}  (largest logit difference from torch: {difference:.1e})", " ")
 
 
 @app.command()
@@ -434,12 +462,12 @@ def score(
     table.add_row("pixel accuracy (mean per image)", *[f"{report.mean_image_accuracy(c):.2%}" for *_, c in columns])
     table.add_row("mean IoU", *[f"{s.mean_iou:.3f}" for _, s, _ in columns])
     for index, name in enumerate(label_set.names):
-        table.add_row(f"IoU {name}", *[f"{s.class_iou[index]:.3f}" for _, s, _ in columns])
+        table.add_row(Text(f"IoU {name}"), *[f"{s.class_iou[index]:.3f}" for _, s, _ in columns])
     Console().print(table)
     confusion = Table(title="confusion (rows: fine truth, columns: predicted), pixels")
     confusion.add_column("")
     for name in label_set.names:
-        confusion.add_column(name, justify="right")
+        confusion.add_column(Text(name), justify="right")
     for name, row in zip(label_set.names, report.predicted.confusion):
-        confusion.add_row(name, *[str(value) for value in row])
+        confusion.add_row(Text(name), *[str(value) for value in row])
     Console().print(confusion)

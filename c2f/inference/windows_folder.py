@@ -15,10 +15,11 @@ from typing import Iterator
 
 import numpy as np
 
-from c2f.config import is_smoothing
+from c2f.config import MAX_CLASSES, MAX_PIXELS, MAX_WINDOW, is_smoothing
 from c2f.errors import C2FError
 from c2f.inference.postprocess import smooth
 from c2f.inference.tiling import Box, stitch_windows
+from c2f.io.documents import parse_json
 from c2f.io.files import write_atomically
 from c2f.io.label_sets import LabelSet
 
@@ -137,20 +138,24 @@ def read_manifest(manifest_path: Path) -> tuple[dict, list[tuple[Box, Path]]]:
     """A windows folder's manifest and its (box, window file) entries, checked so stitching cannot fail."""
     damaged = f"{manifest_path} is damaged"
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except ValueError as error:  # includes JSONDecodeError and UnicodeDecodeError
+        text = manifest_path.read_text(encoding="utf-8")
+    except ValueError as error:  # UnicodeDecodeError
         raise C2FError(f"{damaged} ({error}); re-run refine with --windows-dir.") from None
+    manifest = parse_json(text, str(manifest_path), "; re-run refine with --windows-dir")
     if not isinstance(manifest, dict):
         raise C2FError(f"{damaged}: it holds no JSON object; re-run refine with --windows-dir.")
     height, width, padded = manifest.get("height"), manifest.get("width"), manifest.get("padded")
     if not (is_count(height, 1) and is_count(width, 1) and isinstance(padded, list) and len(padded) == 2
             and is_count(padded[0], height) and is_count(padded[1], width)
-            and is_count(manifest.get("overlap"), 0) and is_count(manifest.get("num_classes"), 1)
+            and is_count(manifest.get("overlap"), 0) and manifest["overlap"] < MAX_WINDOW
+            and is_count(manifest.get("num_classes"), 1) and manifest["num_classes"] <= MAX_CLASSES
             and is_smoothing(manifest.get("smoothing", 0.0))
+            and height * width <= MAX_PIXELS and padded[0] < height + MAX_WINDOW and padded[1] < width + MAX_WINDOW
             and manifest["num_classes"] * padded[0] * padded[1] <= MAX_STITCHED_VALUES
             and isinstance(manifest.get("windows"), list) and manifest["windows"]):
         raise C2FError(f"{damaged}: height, width, padded, overlap, num_classes, smoothing or windows are "
-                       "missing or invalid; re-run refine with --windows-dir.")
+                       f"missing, invalid or beyond c2f's limits ({MAX_PIXELS // 1_000_000} megapixels, "
+                       f"{MAX_CLASSES} classes); re-run refine with --windows-dir.")
     entries = []
     for entry in manifest["windows"]:
         fields = [entry.get(key) for key in ("top", "left", "height", "width")] if isinstance(entry, dict) else []

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from c2f.config import MAX_CLASSES
 from c2f.errors import C2FError
+from c2f.io.documents import parse_json, parse_toml
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class LabelSet:
         classes = data.get("classes") if isinstance(data, dict) else None
         if not isinstance(classes, list) or len(classes) < 2:
             raise C2FError(f"{hint} (at least two).")
+        if len(classes) > MAX_CLASSES:
+            raise C2FError(f"{source} lists {len(classes)} classes; c2f handles at most {MAX_CLASSES}.")
         names, colors = [], []
         for position, entry in enumerate(classes):
             color = entry.get("color") if isinstance(entry, dict) else None
@@ -59,10 +62,7 @@ class LabelSet:
 
     @classmethod
     def from_json(cls, text: str, source: str = "label set") -> "LabelSet":
-        try:
-            return cls.from_dict(json.loads(text), source)
-        except (json.JSONDecodeError, RecursionError) as error:
-            raise C2FError(f"{source}: not valid JSON ({error}).") from None
+        return cls.from_dict(parse_json(text, source), source)
 
 
 FASSEG_LABELS = LabelSet(
@@ -90,7 +90,4 @@ def load_label_set(path: Path | None) -> LabelSet:
     text = path.read_text(encoding="utf-8-sig", errors="replace")  # -sig: editors on Windows add a BOM
     if path.suffix.lower() == ".json":
         return LabelSet.from_json(text, str(path))
-    try:
-        return LabelSet.from_dict(tomllib.loads(text), str(path))
-    except (tomllib.TOMLDecodeError, RecursionError) as error:
-        raise C2FError(f"{path}: not valid TOML ({error}); see `c2f train --help` for the format.") from None
+    return LabelSet.from_dict(parse_toml(text, str(path), "; see `c2f train --help` for the format"), str(path))

@@ -23,6 +23,7 @@ from torch import nn
 
 from c2f.config import ModelConfig, TrainConfig
 from c2f.errors import C2FError
+from c2f.io.files import guard_output_folders, guard_outputs, sweep_stale_temporaries
 from c2f.io.label_sets import LabelSet
 from c2f.training import gan
 from c2f.training.augment import make_batch, random_crop
@@ -206,14 +207,19 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
                       on_epoch: Callable[[dict], None] | None = None, parallel: DataParallel | None = None,
                       until_epoch: int | None = None) -> Path:
     """`c2f train`: check the settings, read a dataset folder, train, and return the weights path."""
+    started = time.time()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise C2FError(f"{out_dir} is a file, but --out names a run folder.")
     init = Path(config.init_weights) if config.init_weights else None
+    guard_output_folders({"the dataset folder --data": data}, {"--out": out_dir})
+    guard_outputs({"the --init weights": init},
+                  {f"the run's {name}": out_dir / name for name in (WEIGHTS_NAME, CHECKPOINT_NAME, "log.csv", "curves.png")})
     model_config = model_config_for(labels, config.mode, width, depth, init)
     if config.crop_size % 2**model_config.depth:
         raise C2FError(f"--crop-size must be a multiple of 2**depth = {2**model_config.depth}, "
                        f"got {config.crop_size}.")
     samples = [load_sample(sample, labels) for sample in find_samples(data)]
+    sweep_stale_temporaries([out_dir], started)
     return train_model(samples, labels, model_config, config, out_dir, resume, command, on_step, on_epoch,
                        parallel, until_epoch)
