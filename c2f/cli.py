@@ -29,9 +29,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from c2f.config import (
     Backend,
+    ClusterSettings,
     Device,
     DiscriminatorKind,
     MapFormat,
@@ -60,16 +62,51 @@ WeightsOption = Annotated[Optional[Path], typer.Option(
 DeviceOption = Annotated[Device, typer.Option(
     "--device", help="auto (CUDA when present, else CPU), cpu or cuda.")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+RayOption = Annotated[bool, typer.Option(
+    "--ray", help="Run on Ray (needs the ray extra of c2f): joins the cluster at --ray-address or RAY_ADDRESS, "
+                  "else starts Ray on this machine's cores.")]
+RayAddressOption = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="With --ray: the cluster to join, e.g. 10.0.0.5:6379 (`ray start --head` prints it); "
+                          "inputs and outputs must be on a file system every node sees.")]
+
+
+def say(word: str, style: str, message: str, separator: str = ": ", target: Console | None = None) -> None:
+    """Print a styled word and a message taken literally: file names and class names may hold "[...]"."""
+    (target or console).print(Text.assemble((word, style), separator, message), highlight=False, soft_wrap=True)
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    say("error", "red", message)
     raise typer.Exit(1)
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}", markup=False),
+                    console=console)
+
+
+def stop_on_sigterm() -> contextlib.AbstractContextManager:
+    """While active, SIGTERM (sent by `kill`, schedulers and containers) stops the command as Ctrl-C does."""
+    return on_signals(raise_keyboard_interrupt, signal.SIGTERM)
+
+
+def raise_keyboard_interrupt(signal_number, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def on_signals(handler, *signal_numbers: int) -> Iterator[None]:
+    """Install handler for these signals while active (main thread only: Python allows no other)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler) for number in signal_numbers}
+    try:
+        yield
+    finally:
+        for number, old_handler in previous.items():
+            signal.signal(number, old_handler)
 
 
 # What to do after Ctrl-C, per command; every output is written atomically, so nothing is half-written.
@@ -82,7 +119,8 @@ def run_command(function):
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
-            return function(*args, **kwargs)
+            with stop_on_sigterm():
+                return function(*args, **kwargs)
         except C2FError as error:
             fail(str(error))
         except OSError as error:  # a full disk, a read-only folder, a path that is a file: all fixable by the user
@@ -90,8 +128,7 @@ def run_command(function):
             fail(f"{where}{error.strerror or error}; check the path, its permissions and the free disk space.")
         except KeyboardInterrupt:
             hint = RESUME_HINTS.get(function.__name__, "")
-            console.print(f"[yellow]interrupted[/yellow]: completed outputs are intact; {hint}".rstrip("; "),
-                          highlight=False, soft_wrap=True)
+            say("interrupted", "yellow", f"completed outputs are intact; {hint}".rstrip("; "))
             raise typer.Exit(130)
     return wrapper
 
@@ -146,6 +183,11 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint "
                                                              "(starts afresh if it has none yet).")] = False,
     labels: LabelsOption = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Train data-parallel on this many Ray workers (PyTorch DDP, needs the ray extra of c2f); "
+                    "--batch-size is then per worker.")] = 1,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Train a model on (photo, coarse, fine) triplets.
 
@@ -161,11 +203,23 @@ def train(
                          init_weights=str(init) if init else "", void_probability=void_probability)
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
-    with progress_bar() as progress:
+    if workers > 1 or ray:
+        from c2f.distributed.ray_train import train_on_ray
+
+        console.print(Text(f"training on {workers} Ray workers; per-epoch figures go to {out / 'log.csv'}"))
+        weights_path = train_on_ray(data, out, label_set, config, width, depth, resume, command, workers,
+                                    ray_address)
+        say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")
+        return
+    # Drawn from the first step on (start() is idempotent): a run refused while its data and --init
+    # weights are checked prints its one error line alone.
+    progress = progress_bar()
+    try:
         epoch_task = progress.add_task("epochs", total=epochs, status="")
         step_task = progress.add_task("steps", total=None, status="")
 
         def on_step(step: int, steps: int, loss: float) -> None:
+            progress.start()
             progress.update(step_task, completed=step, total=steps, status=f"loss {loss:.4f}")
 
         def on_epoch(row: dict) -> None:
@@ -173,11 +227,13 @@ def train(
             if "val_accuracy" in row:
                 figures += f"  val acc {row['val_accuracy']:.2%}  mIoU {row['val_miou']:.3f}"
             progress.update(epoch_task, completed=row["epoch"], status=figures)
-            progress.console.print(f"epoch {row['epoch']}: {figures}", highlight=False)
+            progress.console.print(f"epoch {row['epoch']}: {figures}", highlight=False, markup=False)
 
         weights_path = train_from_folder(data, out, label_set, config, width, depth, resume, command,
                                          on_step, on_epoch)
-    console.print(f"[green]saved[/green] {weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})")
+    finally:
+        progress.stop()  # does nothing if it never started
+    say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")
 
 
 @app.command()
@@ -218,11 +274,17 @@ def refine(
     overwrite: OverwriteOption = False,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Folder mode: leave pairs whose output exists (resume a big job).")] = False,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
+    workers: Annotated[int, typer.Option(
+        min=0, help="With --ray: actors refining at once, each loading the model once. "
+                    "Default: one per GPU, else one per CPU.")] = ClusterSettings.workers,
 ) -> None:
     """Refine coarse maps into fine maps with a trained model.
 
     Example: c2f refine examples/astronaut.png examples/astronaut_coarse.png -o fine.png
     Folders: c2f refine photos/ coarse/ -o fine/ --skip-existing
+    On Ray: c2f refine photos/ coarse/ -o fine/ --ray  (needs pip install "c2f[ray]")
     """
     from c2f.inference.backends import load_predictor
     from c2f.io.label_sets import load_label_set
@@ -241,60 +303,65 @@ def refine(
         console.print("[yellow]note[/yellow]: this is an RGB-only model (--mode segment); the coarse maps are ignored.")
     options = dict(settings=settings, output_format=output_format.value if output_format else None, strict=strict)
     if image.is_dir():
-        run_folder_mode(predictor, label_set, uses_coarse, image, coarse, output, options, windows_dir, overlay,
-                        overwrite, skip_existing)
+        from c2f.refine import plan_folder, refine_folder
+
+        pairs, unpaired = plan_folder(image, coarse, output, overlay, overwrite, skip_existing,
+                                      options["output_format"])
+        if not ray:
+            outcomes = refine_folder(predictor, label_set, uses_coarse, pairs, windows_dir=windows_dir, **options)
+        else:
+            from c2f.distributed.ray_refine import ModelSource, connect, refine_folder_on_ray
+
+            connect(ray_address)
+            source = ModelSource(weights, requested_labels, backend.value, device.value)
+            outcomes = refine_folder_on_ray(source, label_set, pairs, windows_dir=windows_dir,
+                                            cluster=ClusterSettings(workers=workers), **options)
+        render_folder_outcomes(pairs, unpaired, outcomes)
         return
-    check_file_outputs(output, overlay, overwrite)
+    if ray:
+        fail("--ray refines folders; give a folder of photos and a folder of coarse maps.")
+    check_file_outputs(image, coarse, output, overlay, overwrite)
     result = refine_file(predictor, label_set, uses_coarse, image, coarse, output,
                          windows_dir=windows_dir, overlay_path=overlay, **options)
     note_conversion(result.photo_note)
     warn_far_pixels(coarse, result.far_pixels)
-    console.print(f"[green]wrote[/green] {result.output}  ({result.changed_fraction:.1%} of pixels changed)")
+    say("wrote", "green", f"{result.output}  ({result.changed_fraction:.1%} of pixels changed)", " ")
 
 
 def warn_far_pixels(path: Path, count: int) -> None:
     if count:
-        console.print(f"[yellow]warning[/yellow]: {path}: {count} pixels have colours far from every palette "
-                      "colour; mapped to the nearest (use --strict to refuse such maps).", highlight=False,
-                      soft_wrap=True)
+        say("warning", "yellow", f"{path}: {count} pixels have colours far from every palette colour; mapped to "
+            "the nearest (use --strict to refuse such maps).")
 
 
 def note_conversion(note: Optional[str]) -> None:
     if note:
-        console.print(f"[cyan]note[/cyan]: {note}", highlight=False, soft_wrap=True)
+        say("note", "cyan", note)
 
 
 @contextlib.contextmanager
 def stop_after_current_image() -> Iterator[threading.Event]:
-    """While active, a first Ctrl-C only sets the returned event (stop after this image); a second stops at once."""
+    """While active, a first Ctrl-C or SIGTERM only sets the returned event (stop after this image); a second
+    stops at once."""
     requested = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield requested  # signal handlers can only be set from the main thread
-        return
 
     def on_interrupt(signal_number, frame) -> None:
         if requested.is_set():
             raise KeyboardInterrupt
         requested.set()
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
+    with on_signals(on_interrupt, signal.SIGINT, signal.SIGTERM):
         yield requested
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
-def run_folder_mode(predictor, label_set, uses_coarse, images: Path, coarse: Path, output: Path, options: dict,
-                    windows_dir: Optional[Path], overlay: Optional[Path], overwrite: bool, skip_existing: bool) -> None:
-    """Folder mode with a progress bar: a bad or unpaired file is reported and skipped; Ctrl-C stops after the
-    current image."""
-    from c2f.refine import FolderTally, plan_folder, refine_folder
+def render_folder_outcomes(pairs: list, unpaired: list, outcomes: Iterator) -> None:
+    """Folder mode with a progress bar, wherever the outcomes are computed: a bad or unpaired file is reported
+    and skipped; Ctrl-C stops after the current image."""
+    from c2f.refine import FolderTally
 
-    pairs, unpaired = plan_folder(images, coarse, output, overlay, overwrite, skip_existing, options["output_format"])
     tally = FolderTally()
     for outcome in unpaired:
         tally.record(outcome)
     stopped_early = False
-    outcomes = refine_folder(predictor, label_set, uses_coarse, pairs, windows_dir=windows_dir, **options)
     with progress_bar() as progress, stop_after_current_image() as stop_requested, contextlib.closing(outcomes):
         task = progress.add_task("refining", total=len(pairs), status="")
         for _ in pairs:  # check for a stop before asking for the next outcome, as asking starts that pair's work
@@ -311,21 +378,19 @@ def run_folder_mode(predictor, label_set, uses_coarse, images: Path, coarse: Pat
                 note_conversion(outcome.result.photo_note)
                 warn_far_pixels(outcome.coarse, outcome.result.far_pixels)
             elif outcome.status == "failed":  # refused pairs are only listed in the summary
-                progress.console.print(f"[red]failed[/red] {outcome.stem}: {outcome.message}", highlight=False,
-                                       soft_wrap=True)
+                say("failed", "red", f"{outcome.stem}: {outcome.message}", " ", target=progress.console)
             progress.update(task, advance=1, status=outcome.stem)
     finish_folder_mode(tally, tally.not_done(len(pairs), len(unpaired)) if stopped_early else None)
 
 
 def finish_folder_mode(tally, not_done: Optional[int]) -> None:
     """Print folder mode's summary and failures; exit 130 when it stopped early (not_done given), 1 on failures."""
-    console.print(f"[green]{tally.written} written[/green], {tally.skipped} skipped, {len(tally.failures)} failed"
-                  + (f", {not_done} not done." if not_done is not None else "."), highlight=False)
+    say(f"{tally.written} written", "green", f"{tally.skipped} skipped, {len(tally.failures)} failed"
+        + (f", {not_done} not done." if not_done is not None else "."), ", ")
     for stem, message in tally.failures:
-        console.print(f"  [red]{stem}[/red]: {message}", highlight=False, soft_wrap=True)
+        say(f"  {stem}", "red", message)
     if not_done is not None:
-        console.print("[yellow]interrupted[/yellow]: finished maps are intact; re-run with --skip-existing to "
-                      "continue.", highlight=False, soft_wrap=True)
+        say("interrupted", "yellow", "finished maps are intact; re-run with --skip-existing to continue.")
         raise typer.Exit(130)
     if tally.failures:
         raise typer.Exit(1)
@@ -349,7 +414,7 @@ def stitch(
     from c2f.refine import stitch_file
 
     count = stitch_file(windows_dir, output, output_format.value, overwrite)
-    console.print(f"[green]wrote[/green] {output}  ({count} windows)")
+    say("wrote", "green", f"{output}  ({count} windows)", " ")
 
 
 @app.command()
@@ -368,7 +433,7 @@ def export(
     from c2f.inference.export import export_onnx
 
     path, difference = export_onnx(weights, output, overwrite)
-    console.print(f"[green]wrote[/green] {path}  (largest logit difference from torch: {difference:.1e})")
+    say("wrote", "green", f"{path}  (largest logit difference from torch: {difference:.1e})", " ")
 
 
 @app.command()
@@ -413,14 +478,14 @@ def score(
     table.add_row("pixel accuracy (mean per image)", *[f"{report.mean_image_accuracy(c):.2%}" for *_, c in columns])
     table.add_row("mean IoU", *[f"{s.mean_iou:.3f}" for _, s, _ in columns])
     for index, name in enumerate(label_set.names):
-        table.add_row(f"IoU {name}", *[f"{s.class_iou[index]:.3f}" for _, s, _ in columns])
+        table.add_row(Text(f"IoU {name}"), *[f"{s.class_iou[index]:.3f}" for _, s, _ in columns])
     Console().print(table)
     confusion = Table(title="confusion (rows: fine truth, columns: predicted), pixels")
     confusion.add_column("")
     for name in label_set.names:
-        confusion.add_column(name, justify="right")
+        confusion.add_column(Text(name), justify="right")
     for name, row in zip(label_set.names, report.predicted.confusion):
-        confusion.add_row(name, *[str(value) for value in row])
+        confusion.add_row(Text(name), *[str(value) for value in row])
     Console().print(confusion)
 
 

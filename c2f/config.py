@@ -92,6 +92,12 @@ SIZE_MULTIPLE = 32
 # minimum a Gaussian's weights underflow, and it would change nothing anyway.
 MIN_SMOOTHING, MAX_SMOOTHING = 0.1, 32.0
 
+# Limits on what c2f accepts, so a damaged or hostile file fails in one line instead of exhausting memory.
+MAX_CLASSES = 4096  # a K x K int64 confusion matrix is then 134 MB; label maps hold at most uint16 ids
+MAX_PIXELS = 64_000_000  # width x height of a photo or map (8000 x 8000), checked from the header before decoding
+MAX_BATCH = 1024  # windows per network call
+MAX_WINDOW = 4096  # side of a network window; a float32 batch of 8 such windows with 9 channels is 4.8 GB
+
 
 def is_smoothing(value: object) -> bool:
     """True for a number (not a bool) c2f accepts as --smooth: 0 (off) or MIN_SMOOTHING..MAX_SMOOTHING."""
@@ -120,10 +126,29 @@ class WindowSettings:
     def check(self) -> None:
         if self.window < SIZE_MULTIPLE or self.window % SIZE_MULTIPLE:
             raise C2FError(f"--window must be a positive multiple of {SIZE_MULTIPLE}, got {self.window}.")
+        if self.window > MAX_WINDOW:
+            raise C2FError(f"--window must be at most {MAX_WINDOW} pixels, got {self.window}.")
         if not 0 <= self.overlap < self.window:
             raise C2FError(f"--overlap must be at least 0 and below --window ({self.window}), got {self.overlap}.")
-        if self.batch_size < 1:
-            raise C2FError(f"--batch-size must be at least 1, got {self.batch_size}.")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise C2FError(f"--batch-size must be at least 1 and at most {MAX_BATCH}, got {self.batch_size}.")
         if not is_smoothing(self.smoothing):
             raise C2FError(f"--smooth must be 0 (off) or between {MIN_SMOOTHING} and {MAX_SMOOTHING} pixels, "
                            f"got {self.smoothing}.")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """How `refine --ray` spreads a folder over a Ray cluster."""
+
+    workers: int = 0  # actors refining at once, each with its own model; 0 = one per GPU, else one per CPU
+    # Photos with more pixels than this are cut into window batches that different actors compute, then
+    # stitched: one 100-megapixel orthophoto then keeps the whole cluster busy. 0 = never split.
+    split_pixels: int = 16 * 1024 * 1024
+    windows_per_batch: int = 16  # windows of such a photo that one actor computes per task
+
+    def check(self) -> None:
+        if self.workers < 0:
+            raise C2FError(f"--workers must be at least 1 (or 0 for one per CPU), got {self.workers}.")
+        if self.split_pixels < 0 or self.windows_per_batch < 1:
+            raise C2FError("the split threshold must be at least 0 and the windows per batch at least 1.")

@@ -3,3 +3,7 @@
 
 class C2FError(Exception):
     """What went wrong, with which file, and what to do; the CLI prints it as one line."""
+
+
+class ModelError(C2FError):
+    """A model that cannot be right (outputs of the wrong shape, NaN): a fault of every image, so folder mode stops."""

@@ -9,6 +9,7 @@ caller can stop after the current image.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,12 +19,18 @@ from typing import Callable, Iterator
 import numpy as np
 
 from c2f.config import WindowSettings
-from c2f.errors import C2FError
+from c2f.errors import C2FError, ModelError
 from c2f.inference.postprocess import class_ids
 from c2f.inference.predictor import Predictor
 from c2f.inference.sliding_window import refine_probabilities
 from c2f.inference.windows_folder import manifest_labels, stitch_folder
-from c2f.io.files import check_map_output, check_new_file
+from c2f.io.files import (
+    check_map_output,
+    check_new_file,
+    guard_output_folders,
+    guard_outputs,
+    sweep_stale_temporaries,
+)
 from c2f.io.label_maps import (
     POLYGON_ENCODINGS,
     POLYGON_SUFFIX,
@@ -57,6 +64,13 @@ def read_inputs(photo_path: Path, coarse_path: Path, labels: LabelSet) -> tuple[
     return photo, coarse
 
 
+def check_strict(coarse: LabelMap, coarse_path: Path, strict: bool) -> None:
+    """With --strict, refuse a coarse map with colours far from every palette colour."""
+    if strict and coarse.far_pixels:
+        raise C2FError(f"{coarse_path}: {coarse.far_pixels} pixels have colours far from every palette colour "
+                       "(--strict); fix the map or pass the right --labels.")
+
+
 def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo_path: Path, coarse_path: Path,
                 output_path: Path, settings: WindowSettings = WindowSettings(), output_format: str | None = None,
                 strict: bool = False, windows_dir: Path | None = None, overlay_path: Path | None = None,
@@ -64,15 +78,21 @@ def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo
                 inputs: tuple[np.ndarray, LabelMap] | None = None) -> RefineResult:
     """Read a photo and coarse map (unless `inputs` holds them already), refine, and write the fine map atomically."""
     photo, coarse = inputs if inputs is not None else read_inputs(photo_path, coarse_path, labels)
-    if strict and coarse.far_pixels:
-        raise C2FError(f"{coarse_path}: {coarse.far_pixels} pixels have colours far from every palette colour "
-                       "(--strict); fix the map or pass the right --labels.")
-    encoding = output_encoding(output_format, coarse.encoding, output_path)  # refuse a mismatch before the work
+    check_strict(coarse, coarse_path, strict)
+    output_encoding(output_format, coarse.encoding, output_path)  # refuse a format the output cannot hold, early
     probabilities = refine_probabilities(predictor, photo, coarse.class_ids if uses_coarse else None,
                                          labels.num_classes, settings, on_batch, windows_dir, labels)
+    return write_outputs(probabilities, photo, coarse, labels, photo_path, output_path, output_format, overlay_path)
+
+
+def write_outputs(probabilities: np.ndarray, photo: np.ndarray, coarse: LabelMap, labels: LabelSet,
+                  photo_path: Path, output_path: Path, output_format: str | None = None,
+                  overlay_path: Path | None = None) -> RefineResult:
+    """Write the fine map of float32 (K, H, W) probabilities atomically (and its overlay first, when asked)."""
     fine = class_ids(probabilities)
     if overlay_path is not None:  # before the map: an existing map then means its overlay is complete too
         write_overlay(overlay_path, photo, coarse.class_ids, fine, labels)
+    encoding = output_encoding(output_format, coarse.encoding, output_path)
     write_label_map(output_path, fine, labels, encoding, image_path=Path(photo_path))
     changed = float((fine != coarse.class_ids).mean())
     return RefineResult(Path(output_path), coarse.far_pixels, changed, photo_note(photo_path))
@@ -90,17 +110,26 @@ def check_refine_inputs(image: Path, coarse: Path) -> None:
 def stitch_file(windows_dir: Path, output: Path, output_format: str = "color", overwrite: bool = False) -> int:
     """`c2f stitch`: blend a windows folder into a fine map written atomically; returns the number of windows."""
     check_map_output(output, overwrite)
+    started = time.time()
+    windows_dir = Path(windows_dir)
+    if windows_dir.is_dir():  # its manifest and every window are inputs
+        guard_outputs({f"the windows folder's {path.name}": path for path in windows_dir.iterdir()}, {"-o": output})
+    sweep_stale_temporaries([Path(output).parent], started)
     probabilities, manifest = stitch_folder(windows_dir)
     labels = manifest_labels(manifest, windows_dir)
     write_label_map(output, class_ids(probabilities), labels, output_encoding(output_format, "color", output))
     return len(manifest["windows"])
 
 
-def check_file_outputs(output: Path, overlay: Path | None, overwrite: bool) -> None:
-    """Single-file mode: refuse outputs that exist (without --overwrite), folders, and lossy map formats."""
+def check_file_outputs(photo: Path, coarse: Path, output: Path, overlay: Path | None, overwrite: bool) -> None:
+    """Single-file mode, before any work: refuse outputs that are inputs or each other, outputs that exist
+    (without --overwrite), folders and lossy map formats; then sweep stale temporary files of earlier runs."""
+    started = time.time()
+    guard_outputs({"the photo": photo, "the coarse map": coarse}, {"-o": output, "--overlay": overlay})
     check_map_output(output, overwrite)
     if overlay is not None:
         check_new_file(overlay, overwrite)
+    sweep_stale_temporaries([Path(output).parent, Path(overlay).parent if overlay else None], started)
 
 
 def read_ahead(pairs: list[tuple[str, Path, Path]], labels: LabelSet, wanted: Callable[[str], bool]
@@ -172,8 +201,15 @@ class PairOutcome:
 
 def plan_folder(images: Path, coarse: Path, output: Path, overlay: Path | None, overwrite: bool,
                 skip_existing: bool, output_format: str | None = None) -> tuple[list[FolderPair], list[PairOutcome]]:
-    """Folder mode's pairs in stem order with their decisions, and its unpaired files as failed outcomes."""
+    """Folder mode's pairs in stem order with their decisions, and its unpaired files as failed outcomes.
+
+    Refuses output folders that are input folders and outputs that are inputs, then removes stale
+    temporary files that runs which died left in the output folders.
+    """
+    started = time.time()
     check_folder_inputs(images, coarse, output, overlay)
+    guard_output_folders({"the photo folder": images, "the coarse folder": coarse},
+                         {"-o": output, "--overlay": overlay})
     found, unpaired = pair_by_stem(images, coarse, MAP_SUFFIXES)
     if not found:
         raise C2FError(f"no photo in {images} has a coarse map of the same name in {coarse}; unpaired: "
@@ -182,18 +218,22 @@ def plan_folder(images: Path, coarse: Path, output: Path, overlay: Path | None, 
     for stem, photo_path, coarse_path in found:
         suffix = POLYGON_SUFFIX if output_format in POLYGON_ENCODINGS else ".png"
         target, overlay_target = output / f"{stem}{suffix}", overlay / f"{stem}.png" if overlay else None
+        guard_outputs({"the photo": photo_path, "the coarse map": coarse_path},
+                      {"-o": target, "--overlay": overlay_target})
         pairs.append(FolderPair(stem, photo_path, coarse_path, target, overlay_target,
                                 outputs_allowed(target, overlay_target, overwrite, skip_existing)))
     failures = [PairOutcome(path.name, "failed", f"{path} has no file of the same name in "
                                                  f"{coarse if path.parent == images else images}")
                 for path in unpaired]
+    sweep_stale_temporaries([output, overlay], started)
     return pairs, failures
 
 
 def refine_folder(predictor: Predictor, labels: LabelSet, uses_coarse: bool, pairs: list[FolderPair],
                   settings: WindowSettings = WindowSettings(), output_format: str | None = None,
                   strict: bool = False, windows_dir: Path | None = None) -> Iterator[PairOutcome]:
-    """Yield one outcome per planned pair, in order; a C2FError fails only its own pair.
+    """Yield one outcome per planned pair, in order; a C2FError fails only its own pair (a ModelError, or a
+    failed write such as a full disk, stops the run).
 
     Lazy, so a caller can stop between images by asking for no more. A KeyboardInterrupt
     propagates and leaves nothing half-written, as refine_file writes atomically.
@@ -201,20 +241,28 @@ def refine_folder(predictor: Predictor, labels: LabelSet, uses_coarse: bool, pai
     by_stem = {pair.stem: pair for pair in pairs}
     inputs = [(pair.stem, pair.photo, pair.coarse) for pair in pairs]
     for (stem, _, _), read_pair in read_ahead(inputs, labels, lambda stem: by_stem[stem].decision == "write"):
-        pair = by_stem[stem]
-        if pair.decision == "skip":
-            outcome = PairOutcome(stem, "skipped", coarse=pair.coarse)
-        elif pair.decision != "write":
-            outcome = PairOutcome(stem, "refused", pair.decision, pair.coarse)
-        else:
-            try:
-                result = refine_file(predictor, labels, uses_coarse, pair.photo, pair.coarse, pair.output, settings,
-                                     output_format, strict, windows_dir=windows_dir / stem if windows_dir else None,
-                                     overlay_path=pair.overlay, inputs=read_pair())
-                outcome = PairOutcome(stem, "written", coarse=pair.coarse, result=result)
-            except C2FError as error:
-                outcome = PairOutcome(stem, "failed", str(error), pair.coarse)
-        yield outcome
+        yield refine_pair(predictor, labels, uses_coarse, by_stem[stem], settings, output_format, strict,
+                          windows_dir, read_pair)
+
+
+def refine_pair(predictor: Predictor, labels: LabelSet, uses_coarse: bool, pair: FolderPair,
+                settings: WindowSettings = WindowSettings(), output_format: str | None = None,
+                strict: bool = False, windows_dir: Path | None = None,
+                read_pair: Callable[[], tuple[np.ndarray, LabelMap]] | None = None) -> PairOutcome:
+    """One planned pair's outcome: skipped, refused, or refined and written; a C2FError fails this pair alone."""
+    if pair.decision == "skip":
+        return PairOutcome(pair.stem, "skipped", coarse=pair.coarse)
+    if pair.decision != "write":
+        return PairOutcome(pair.stem, "refused", pair.decision, pair.coarse)
+    try:
+        result = refine_file(predictor, labels, uses_coarse, pair.photo, pair.coarse, pair.output, settings,
+                             output_format, strict, windows_dir=windows_dir / pair.stem if windows_dir else None,
+                             overlay_path=pair.overlay, inputs=read_pair() if read_pair else None)
+    except ModelError:
+        raise  # the model is at fault, not this pair: every other pair would fail the same way
+    except C2FError as error:
+        return PairOutcome(pair.stem, "failed", str(error), pair.coarse)
+    return PairOutcome(pair.stem, "written", coarse=pair.coarse, result=result)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from c2f.config import FORMAT_VERSION, SIZE_MULTIPLE, ModelConfig
 from c2f.errors import C2FError
+from c2f.io.documents import parse_json
 from c2f.io.files import write_atomically
 from c2f.io.label_sets import LabelSet, check_labels
 from c2f.model import UNet
@@ -45,11 +46,27 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]
         raise C2FError(f"{path} is not a readable safetensors file ({error}); it may be truncated.") from None
     if raw_metadata.get("c2f_format") != FORMAT_VERSION:
         raise C2FError(f"{path} is a safetensors file but not one written by c2f.")
-    try:
-        metadata = {key: json.loads(value) for key, value in raw_metadata.items() if key != "c2f_format"}
-    except json.JSONDecodeError:
-        raise C2FError(f"{path}: its metadata is damaged.") from None
+    metadata = {key: parse_json(value, f"{path} metadata {key!r}", "; the file is damaged")
+                for key, value in raw_metadata.items() if key != "c2f_format"}
+    check_tensors(tensors, path)
     return tensors, metadata
+
+
+# Integer tensors a model or checkpoint may rightly hold: batch-norm counters.
+COUNTER_SUFFIXES = ("num_batches_tracked",)
+
+
+def check_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights that cannot be right: integer where floats belong, or NaN and infinite values."""
+    for name, tensor in tensors.items():
+        if name.endswith(COUNTER_SUFFIXES):
+            continue
+        if not tensor.is_floating_point():
+            raise C2FError(f"{path} holds {str(tensor.dtype).removeprefix('torch.')} tensors ({name}); weights "
+                           "are floating point. Use the model.safetensors that `c2f train` wrote.")
+        if not bool(torch.isfinite(tensor).all()):
+            raise C2FError(f"{path} holds NaN or infinite values (in {name}); the training that wrote it diverged. "
+                           "Use an earlier checkpoint or retrain with a lower --lr.")
 
 
 def model_metadata(config: ModelConfig, labels: LabelSet) -> dict[str, object]:
@@ -98,8 +115,15 @@ def build_model(tensors: dict[str, torch.Tensor], metadata: dict[str, object], p
         model = UNet(config)
         model.load_state_dict(clean_state_dict(tensors))
     except (KeyError, TypeError, RuntimeError, ValueError) as error:
-        raise C2FError(f"{path}: its tensors do not match its stored model config ({error}).") from None
+        raise C2FError(f"{path}: its tensors do not match its stored model config ({state_dict_problem(error)}); "
+                       "use the file `c2f train` wrote.") from None
     return model.eval()
+
+
+def state_dict_problem(error: Exception) -> str:
+    """load_state_dict's many-line complaint as one line: what kind of mismatch, and its first tensor."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[1] if len(lines) > 1 else " ".join(lines))[:300]  # line 0 only says "Error(s) in loading"
 
 
 def clean_state_dict(tensors: dict[str, torch.Tensor], part: str = "model") -> dict[str, torch.Tensor]:

@@ -104,11 +104,23 @@ def generic_dataset(tmp_path: Path) -> Path:
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Weights of a briefly trained tiny model (width 4, depth 2) on synthetic faces; built once per session."""
     from c2f.config import ModelConfig, TrainConfig
-    from c2f.training.samples import find_samples, load_sample
     from c2f.training.loop import train_model
+    from c2f.training.samples import find_samples, load_sample
 
     root = tmp_path_factory.mktemp("tiny_model")
     dataset = make_generic_dataset(root / "dataset", [(48, 40), (40, 56), (64, 48)])
     samples = [load_sample(sample, FASSEG_LABELS) for sample in find_samples(dataset)]
     config = TrainConfig(epochs=1, crops_per_image=2, crop_size=32, batch_size=4, validation_fraction=0.0)
     return train_model(samples, FASSEG_LABELS, ModelConfig(width=4, depth=2), config, root / "run")
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray with two CPUs, started once for every Ray test (starting one takes seconds); skips without Ray."""
+    ray = pytest.importorskip("ray")
+    from c2f.distributed.ray_refine import connect
+
+    started = connect(None, num_cpus=2)
+    yield
+    if started:
+        ray.shutdown()

@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from conftest import make_generic_dataset
 from typer.testing import CliRunner
 
-from c2f.inference.torch_backend import torch_predictor
 from c2f.cli import app
 from c2f.config import WindowSettings
+from c2f.inference.sliding_window import refine_map
+from c2f.inference.torch_backend import torch_predictor
 from c2f.io.label_maps import read_label_map
 from c2f.io.label_sets import FASSEG_LABELS
 from c2f.io.photos import read_photo
-from c2f.inference.sliding_window import refine_map
 from c2f.weights import load_weights
-from conftest import make_generic_dataset
 
 runner = CliRunner()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_scene
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -23,7 +24,6 @@ from c2f.io.label_maps import write_label_map
 from c2f.io.label_sets import FASSEG_LABELS, LabelSet
 from c2f.model import UNet
 from c2f.weights import save_weights
-from conftest import make_scene
 
 runner = CliRunner()
 THREE_CLASSES = LabelSet(("sky", "road", "car"), ((70, 130, 180), (128, 64, 128), (0, 0, 142)))

@@ -9,7 +9,14 @@ from pycocotools import mask as coco_mask
 
 from c2f.errors import C2FError
 from c2f.io.polygons import (
-    Shape, coco_document, detect_format, labelme_document, rasterize, read_cityscapes, read_coco, read_labelme,
+    Shape,
+    coco_document,
+    detect_format,
+    labelme_document,
+    rasterize,
+    read_cityscapes,
+    read_coco,
+    read_labelme,
     trace_regions,
 )
 

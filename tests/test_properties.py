@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+from conftest import coarse_echo_predictor
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -23,13 +24,13 @@ from safetensors.torch import save_file
 
 from c2f.config import ModelConfig, WindowSettings
 from c2f.errors import C2FError
+from c2f.inference.sliding_window import refine_map, refine_probabilities
+from c2f.inference.tiling import pad_image, padded_size, plan_windows, stitch_windows
+from c2f.inference.windows_folder import MANIFEST_NAME, stitch_folder
 from c2f.io.label_maps import read_label_map, write_label_map
 from c2f.io.label_sets import FASSEG_LABELS, LabelSet, load_label_set
 from c2f.io.photos import read_photo
 from c2f.model import UNet
-from c2f.inference.sliding_window import refine_map, refine_probabilities
-from c2f.inference.windows_folder import MANIFEST_NAME, stitch_folder
-from c2f.inference.tiling import pad_image, padded_size, plan_windows, stitch_windows
 from c2f.weights import load_weights, save_weights
 
 # PIL's TIFF reader warns about damaged files before c2f refuses them; the refusal is what is tested.
@@ -39,15 +40,8 @@ FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChec
 SOME = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def echo_predictor(num_classes: int) -> Callable[[np.ndarray], np.ndarray]:
-    """Logits = scaled one-hot coarse channels, so the refined map must equal the coarse map."""
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return batch[:, 3:3 + num_classes] * 8.0
-    return predict
-
-
-def outcome(call: Callable[[], object]) -> str:
-    """Run a reader: 'ok' or 'refused' (C2FError); any other exception fails the test."""
+def read_or_refused(call: Callable[[], object]) -> str:
+    """Run a reader on input that may or may not be valid: 'ok' or 'refused' (C2FError); anything else fails."""
     try:
         call()
     except C2FError as error:
@@ -56,11 +50,18 @@ def outcome(call: Callable[[], object]) -> str:
     return "ok"
 
 
+def refused(call: Callable[[], object]) -> None:
+    """Run a reader on input that cannot be valid: it must raise a C2FError that says something."""
+    with pytest.raises(C2FError) as caught:
+        call()
+    assert str(caught.value), "a C2FError must say what went wrong"
+
+
 # --- tiling and stitching -------------------------------------------------------------------------------
 
 @FEW
 @given(height=st.integers(1, 300), width=st.integers(1, 300), window=st.integers(1, 96), data=st.data())
-def test_planned_windows_cover_every_pixel_and_stay_inside(height, width, window, data):
+def test_planned_windows_cover_every_pixel_and_stay_inside_for_any_size(height, width, window, data):
     overlap = data.draw(st.integers(0, window - 1), label="overlap")
     coverage = np.zeros((height, width), np.int32)
     for box in plan_windows(height, width, window, overlap):
@@ -114,7 +115,7 @@ def test_refining_with_an_echo_predictor_returns_the_coarse_map_for_any_size_and
     photo = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     coarse = rng.integers(0, num_classes, (height, width)).astype(np.uint8)
     settings_ = WindowSettings(window, overlap, batch_size, whole_image, whole_image_max_pixels=0, smoothing=0.0)
-    refined = refine_map(echo_predictor(num_classes), photo, coarse, num_classes, settings_)
+    refined = refine_map(coarse_echo_predictor(num_classes), photo, coarse, num_classes, settings_)
     assert refined.shape == (height, width)
     np.testing.assert_array_equal(refined, coarse)
 
@@ -194,9 +195,9 @@ def damaged(original: bytes, draw) -> bytes:
     return bytes(result)
 
 
-def read_both_ways(path: Path) -> None:
-    outcome(lambda: read_photo(path))
-    outcome(lambda: check_label_map(read_label_map(path, FASSEG_LABELS).class_ids, path))
+def read_both_ways(path: Path, check=read_or_refused) -> None:
+    check(lambda: read_photo(path))
+    check(lambda: check_label_map(read_label_map(path, FASSEG_LABELS).class_ids, path))
 
 
 def check_label_map(ids: np.ndarray, path: Path) -> None:
@@ -209,7 +210,7 @@ def test_random_bytes_are_refused_by_the_image_readers(content, suffix):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"random{suffix}"
         path.write_bytes(content)
-        read_both_ways(path)
+        read_both_ways(path, refused)
 
 
 @SOME
@@ -251,10 +252,10 @@ def test_images_of_every_mode_and_format_are_read_or_refused_cleanly(mode, image
             image.save(path, format=image_format)
         except (OSError, ValueError, KeyError):
             assume(False)  # PIL cannot write this mode in this format; nothing to read
-        if outcome(lambda: read_photo(path)) == "ok":
+        if read_or_refused(lambda: read_photo(path)) == "ok":
             photo = read_photo(path)
             assert photo.shape == (9, 11, 3) and photo.dtype == np.uint8
-        if outcome(lambda: read_label_map(path, FASSEG_LABELS)) == "ok":
+        if read_or_refused(lambda: read_label_map(path, FASSEG_LABELS)) == "ok":
             check_label_map(read_label_map(path, FASSEG_LABELS).class_ids, path)
 
 
@@ -268,7 +269,7 @@ def test_random_label_files_are_refused(content, suffix):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"labels{suffix}"
         path.write_bytes(content)
-        outcome(lambda: load_label_set(path))
+        refused(lambda: load_label_set(path))
 
 
 json_values = st.recursive(
@@ -289,7 +290,7 @@ def test_damaged_or_odd_label_files_are_read_or_refused_cleanly(data):
             classes = data.draw(st.lists(json_values, max_size=4) | json_values, label="classes")
             path = Path(folder) / "labels.json"
             path.write_text(json.dumps({"classes": classes}))
-        outcome(lambda: load_label_set(path))
+        read_or_refused(lambda: load_label_set(path))
 
 
 @pytest.fixture(scope="module")
@@ -302,17 +303,17 @@ def valid_weights_bytes(tmp_path_factory) -> bytes:
 
 @SOME
 @given(content=st.binary(max_size=400), data=st.data())
-def test_random_truncated_or_damaged_weights_are_refused(valid_weights_bytes, content, data):
+def test_random_weights_are_refused_and_damaged_ones_read_or_refused_cleanly(valid_weights_bytes, content, data):
     feed_random_or_damaged(valid_weights_bytes, content, data, "weights.safetensors", load_weights)
 
 
 def feed_random_or_damaged(valid_bytes: bytes, content: bytes, data, name: str, reader) -> None:
-    """Write random bytes or a damaged copy of a valid file, and hand it to reader: load or C2FError."""
+    """Write random bytes (refused) or a damaged copy of a valid file (read or refused), and hand it to reader."""
     choice = data.draw(st.sampled_from(["random", "damaged"]), label="kind")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / name
         path.write_bytes(content if choice == "random" else damaged(valid_bytes, data.draw))
-        outcome(lambda: reader(path))
+        (refused if choice == "random" else read_or_refused)(lambda: reader(path))
 
 
 @FEW
@@ -321,16 +322,16 @@ def feed_random_or_damaged(valid_bytes: bytes, content: bytes, data, name: str, 
            "num_classes": st.sampled_from([-1, 0, 1, 6, 7, 10**9, "6", 6.0, None]),
            "width": st.sampled_from([-3, 0, 1, 2, 3, 300, 10**6, True]), "depth": st.sampled_from([-1, 0, 1, 2, 7, 40]),
            "use_coarse": st.sampled_from([True, False, 1, "yes"]), "colour": st.just(1)}))
-def test_weights_with_odd_metadata_are_refused_without_building_a_huge_model(field, value, config_value):
+def test_weights_with_odd_metadata_are_read_or_refused_without_building_a_huge_model(field, value, config_value):
     metadata = {"c2f_format": "1", "model_config": json.dumps({"num_classes": 6, "use_coarse": True, "width": 2,
                                                                "depth": 1}),
-                "labels": json.dumps(json.loads(FASSEG_LABELS.to_json()))}
+                "labels": FASSEG_LABELS.to_json()}
     metadata[field] = json.dumps(value if field == "labels" else config_value)
     state = UNet(ModelConfig(width=2, depth=1)).state_dict()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "odd.safetensors"
         save_file({name: tensor.contiguous() for name, tensor in state.items()}, str(path), metadata=metadata)
-        outcome(lambda: load_weights(path))
+        read_or_refused(lambda: load_weights(path))
 
 
 @pytest.fixture(scope="module")
@@ -340,7 +341,7 @@ def windows_folder(tmp_path_factory) -> Path:
     rng = np.random.default_rng(1)
     photo = rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)
     coarse = rng.integers(0, 6, (40, 70)).astype(np.uint8)
-    refine_probabilities(echo_predictor(6), photo, coarse, 6, WindowSettings(32, 8, 4, whole_image_max_pixels=0), windows_dir=folder,
+    refine_probabilities(coarse_echo_predictor(6), photo, coarse, 6, WindowSettings(32, 8, 4, whole_image_max_pixels=0), windows_dir=folder,
                          labels=FASSEG_LABELS)
     return folder
 
@@ -352,7 +353,7 @@ def copy_folder(source: Path, target: Path) -> None:
 
 @SOME
 @given(data=st.data())
-def test_random_or_damaged_manifests_are_refused(windows_folder, data):
+def test_random_manifests_are_refused_and_damaged_ones_read_or_refused_cleanly(windows_folder, data):
     original = (windows_folder / MANIFEST_NAME).read_bytes()
     kind = data.draw(st.sampled_from(["random", "damaged", "json"]), label="kind")
     with tempfile.TemporaryDirectory() as folder:
@@ -367,12 +368,12 @@ def test_random_or_damaged_manifests_are_refused(windows_folder, data):
             manifest[key] = data.draw(json_values, label="value")
             content = json.dumps(manifest).encode()
         (Path(folder) / MANIFEST_NAME).write_bytes(content)
-        outcome(lambda: stitch_folder(Path(folder)))
+        (refused if kind == "random" else read_or_refused)(lambda: stitch_folder(Path(folder)))
 
 
 @FEW
 @given(data=st.data())
-def test_odd_window_entries_in_a_manifest_are_refused(windows_folder, data):
+def test_odd_window_entries_in_a_manifest_are_read_or_refused_cleanly(windows_folder, data):
     manifest = json.loads((windows_folder / MANIFEST_NAME).read_text())
     entry = manifest["windows"][data.draw(st.integers(0, len(manifest["windows"]) - 1), label="window")]
     key = data.draw(st.sampled_from(["file", "top", "left", "height", "width"]), label="key")
@@ -380,20 +381,21 @@ def test_odd_window_entries_in_a_manifest_are_refused(windows_folder, data):
     with tempfile.TemporaryDirectory() as folder:
         copy_folder(windows_folder, Path(folder))
         (Path(folder) / MANIFEST_NAME).write_text(json.dumps(manifest))
-        outcome(lambda: stitch_folder(Path(folder)))
+        read_or_refused(lambda: stitch_folder(Path(folder)))
 
 
 @SOME
 @given(data=st.data())
-def test_random_or_damaged_window_files_are_refused(windows_folder, data):
+def test_random_window_files_are_refused_and_damaged_ones_read_or_refused_cleanly(windows_folder, data):
     with tempfile.TemporaryDirectory() as folder:
         copy_folder(windows_folder, Path(folder))
         target = Path(folder) / "window_00001.npy"
-        if data.draw(st.booleans(), label="random"):
+        random = data.draw(st.booleans(), label="random")
+        if random:
             target.write_bytes(data.draw(st.binary(max_size=300), label="content"))
         else:
             target.write_bytes(damaged(target.read_bytes(), data.draw))
-        outcome(lambda: stitch_folder(Path(folder)))
+        (refused if random else read_or_refused)(lambda: stitch_folder(Path(folder)))
 
 
 @pytest.fixture(scope="module")
@@ -407,7 +409,7 @@ def valid_onnx_bytes(tmp_path_factory, valid_weights_bytes) -> bytes:
 
 @FEW
 @given(content=st.binary(max_size=400), data=st.data())
-def test_random_truncated_or_damaged_onnx_files_are_refused(valid_onnx_bytes, content, data):
+def test_random_onnx_files_are_refused_and_damaged_ones_read_or_refused_cleanly(valid_onnx_bytes, content, data):
     from c2f.inference.onnx_session import onnx_predictor
 
     feed_random_or_damaged(valid_onnx_bytes, content, data, "model.onnx", lambda path: onnx_predictor(path, None, "cpu"))

@@ -6,18 +6,18 @@ import json
 
 import numpy as np
 import pytest
+from conftest import coarse_echo_predictor, make_scene
 from PIL import Image
 
-from c2f.inference.backends import load_predictor
 from c2f.config import WindowSettings
 from c2f.errors import C2FError
-from c2f.io.label_maps import RASTER_ENCODINGS as ENCODINGS, read_label_map, write_label_map
-from c2f.io.label_sets import FASSEG_LABELS
+from c2f.inference.backends import load_predictor
 from c2f.inference.postprocess import class_ids, smooth
 from c2f.inference.sliding_window import refine_map, refine_probabilities
 from c2f.inference.windows_folder import MANIFEST_NAME, stitch_folder
+from c2f.io.label_maps import RASTER_ENCODINGS as ENCODINGS, read_label_map, write_label_map
+from c2f.io.label_sets import FASSEG_LABELS
 from c2f.refine import refine_file
-from conftest import coarse_echo_predictor, make_scene
 
 NUM_CLASSES = FASSEG_LABELS.num_classes
 SMALL_WINDOWS = WindowSettings(window=32, overlap=8, batch_size=4, whole_image_max_pixels=0, smoothing=0.0)

@@ -14,7 +14,14 @@ from c2f.errors import C2FError
 from c2f.io.label_sets import FASSEG_LABELS, LabelSet
 from c2f.model import UNet
 from c2f.shipped import default_weights_path
-from c2f.weights import clean_state_dict, load_tensors, load_weights, model_metadata, save_tensors, save_weights
+from c2f.weights import (
+    clean_state_dict,
+    load_tensors,
+    load_weights,
+    model_metadata,
+    save_tensors,
+    save_weights,
+)
 
 SKY_LABELS = LabelSet(("ground", "sky", "tree"), ((90, 60, 30), (70, 130, 180), (20, 140, 40)))
 
@@ -73,8 +80,8 @@ def test_tensors_that_do_not_match_the_stored_config_are_refused(tmp_path):
 
 
 def test_a_model_deeper_than_refine_pads_for_is_refused_and_depth_five_refines(tmp_path):
-    from c2f.inference.torch_backend import torch_predictor
     from c2f.inference.sliding_window import refine_map
+    from c2f.inference.torch_backend import torch_predictor
 
     save_weights(tmp_path / "deep.safetensors", UNet(ModelConfig(width=2, depth=6)), FASSEG_LABELS)
     with pytest.raises(C2FError, match=r"deep.safetensors: its model halves its input 6 times.*--depth 5 or less"):

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import io
 import json
+import time
 import warnings
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from c2f.config import FORMAT_VERSION
 from c2f.errors import C2FError
 from c2f.inference.onnx_session import INPUT_NAME, OUTPUT_NAME, onnx_predictor
-from c2f.io.files import check_new_file, write_atomically
+from c2f.io.files import check_new_file, guard_outputs, sweep_stale_temporaries, write_atomically
 from c2f.model import UNet
 from c2f.shipped import default_weights_path
 from c2f.weights import load_weights
@@ -44,7 +45,10 @@ def export_onnx(weights: Path | None = None, output: Path | None = None,
     output = Path(output) if output else weights.with_suffix(".onnx")
     if output.suffix.lower() != ".onnx":
         raise C2FError(f"{output}: an ONNX model is written to a file ending in .onnx.")
+    started = time.time()
+    guard_outputs({"the weights": weights}, {"-o": output})
     check_new_file(output, overwrite)
+    sweep_stale_temporaries([output.parent], started)
     model, labels, metadata = load_weights(weights)
     model = model.cpu().eval()
     side = 2 * 2 ** model.config.depth  # any multiple of 2**depth traces the same graph
@@ -85,6 +89,9 @@ def check_export(model: UNet, path: Path, output: Path) -> float:
     predictor, _, _ = onnx_predictor(path, None, "cpu")
     with torch.inference_mode():
         expected = model(torch.from_numpy(inputs)).numpy()
+    if not np.isfinite(expected).all():  # load_weights refuses NaN weights; a NaN here comes from the graph
+        raise C2FError(f"the model of {output.name} produces NaN or infinite logits from finite inputs; "
+                       "its weights cannot be right. Retrain it or use an earlier checkpoint.")
     difference = float(np.abs(predictor(inputs) - expected).max())
     if not difference <= EXPORT_TOLERANCE:
         raise C2FError(f"the exported {output.name} disagrees with torch by {difference:.2g} (above "

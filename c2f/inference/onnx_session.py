@@ -6,16 +6,16 @@ label set and model config that `c2f export` wrote.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from c2f.config import FORMAT_VERSION, ModelConfig
-from c2f.errors import C2FError
+from c2f.errors import C2FError, ModelError
 from c2f.inference.devices import check_device
 from c2f.inference.predictor import Predictor
+from c2f.io.documents import parse_json
 from c2f.io.label_sets import LabelSet, check_labels
 from c2f.shipped import default_onnx_path
 
@@ -68,16 +68,37 @@ def read_metadata(session, path: Path) -> tuple[LabelSet, ModelConfig]:
     raw = session.get_modelmeta().custom_metadata_map
     if raw.get("c2f_format") != FORMAT_VERSION:
         raise C2FError(f"{path} is an ONNX model but not one written by `c2f export`; it names no label set.")
+    hint = "; re-create it with `c2f export`"
     try:
-        labels = LabelSet.from_dict(json.loads(raw["labels"]), str(path))
-        config = ModelConfig(**json.loads(raw["model_config"]))
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise C2FError(f"{path}: its metadata is damaged ({error}); re-create it with `c2f export`.") from None
+        labels = LabelSet.from_dict(parse_json(raw["labels"], f"{path} metadata 'labels'", hint), str(path))
+        config = ModelConfig(**parse_json(raw["model_config"], f"{path} metadata 'model_config'", hint))
+    except (KeyError, TypeError) as error:
+        raise C2FError(f"{path}: its metadata is damaged ({error}){hint}.") from None
+    if config.num_classes != labels.num_classes:
+        raise C2FError(f"{path}: its model predicts {config.num_classes} classes but its label set has "
+                       f"{labels.num_classes}{hint}.")
     (model_input,) = session.get_inputs()
     if model_input.shape[1] != config.in_channels:
         raise C2FError(f"{path}: its network takes {model_input.shape[1]} channels, but its metadata "
-                       f"describes {config.in_channels}; re-create it with `c2f export`.")
+                       f"describes {config.in_channels}{hint}.")
+    output_shape = session.get_outputs()[0].shape
+    channels = output_shape[1] if len(output_shape) == 4 else None
+    if len(output_shape) != 4 or (isinstance(channels, int) and channels != labels.num_classes):
+        raise C2FError(f"{path}: its network outputs shape {output_shape}, but its metadata names "
+                       f"{labels.num_classes} classes (batch, {labels.num_classes}, height, width){hint}.")
     return labels, config
+
+
+def checked_logits(logits: np.ndarray, batch: np.ndarray, num_classes: int, path: Path) -> np.ndarray:
+    """The session's logits, refused (ModelError) unless (N, K, h, w) for an (N, C, h, w) batch and all finite."""
+    expected = (batch.shape[0], num_classes, *batch.shape[2:])
+    if logits.shape != expected:
+        raise ModelError(f"{path}: its network returned logits of shape {logits.shape} where {expected} was "
+                         "expected; re-create it with `c2f export`.")
+    if not np.isfinite(logits).all():
+        raise ModelError(f"{path}: its network produced NaN or infinite logits; its weights are damaged. "
+                         "Re-create it with `c2f export` from sound weights.")
+    return logits
 
 
 def onnx_predictor(weights: Path | None, labels: LabelSet | None,
@@ -96,5 +117,7 @@ def onnx_predictor(weights: Path | None, labels: LabelSet | None,
     output_names = [OUTPUT_NAME]
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        return session.run(output_names, {INPUT_NAME: batch})[0]
+        # Checked on every call (a fraction of a millisecond): a bad file must not yield a plausible map.
+        return checked_logits(session.run(output_names, {INPUT_NAME: batch})[0], batch, stored_labels.num_classes,
+                              path)
     return predict, labels, config.use_coarse

@@ -7,6 +7,7 @@ postprocess.smooth, whatever the predictor.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,11 +29,10 @@ from c2f.inference.windows_folder import new_manifest, save_windows
 from c2f.io.label_sets import LabelSet
 
 
-def predict_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
-                    window: int, overlap: int, batch_size: int,
-                    on_batch: Callable[[int, int], None] | None = None) -> Iterator[tuple[Box, np.ndarray]]:
-    """Yield (box, (K, h, w) probabilities) for every window of an already padded image."""
-    boxes = plan_windows(photo.shape[0], photo.shape[1], window, overlap)
+def predict_boxes(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
+                  boxes: list[Box], batch_size: int,
+                  on_batch: Callable[[int, int], None] | None = None) -> Iterator[tuple[Box, np.ndarray]]:
+    """Yield (box, (K, h, w) probabilities) for the given windows of an already padded image, in their order."""
     done = 0
     for batch in batched(boxes, batch_size):
         inputs = np.stack([
@@ -47,10 +47,47 @@ def predict_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray 
             on_batch(done, len(boxes))
 
 
+def predict_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
+                    window: int, overlap: int, batch_size: int,
+                    on_batch: Callable[[int, int], None] | None = None) -> Iterator[tuple[Box, np.ndarray]]:
+    """Yield (box, (K, h, w) probabilities) for every window of an already padded image."""
+    boxes = plan_windows(photo.shape[0], photo.shape[1], window, overlap)
+    return predict_boxes(predictor, photo, coarse, num_classes, boxes, batch_size, on_batch)
+
+
 def goes_whole(height: int, width: int, settings: WindowSettings) -> bool:
     """Whether an image of this size goes through the network in one pass rather than in windows."""
     padded_height, padded_width = padded_size(height, width, 1, SIZE_MULTIPLE)
     return settings.whole_image or padded_height * padded_width <= settings.whole_image_max_pixels
+
+
+@dataclass(frozen=True)
+class WindowLayout:
+    """How an image of a given size is cut: its padded size, window side, overlap and windows per call."""
+
+    padded: tuple[int, int]
+    window: int
+    overlap: int
+    batch_size: int
+
+    def boxes(self) -> list[Box]:
+        """Every window, in the order refine computes and stitches them."""
+        return plan_windows(*self.padded, self.window, self.overlap)
+
+
+def window_layout(height: int, width: int, settings: WindowSettings) -> WindowLayout:
+    """The layout of an image: one pass over the whole (padded) image when it is small, else overlapping windows."""
+    if goes_whole(height, width, settings):
+        padded = padded_size(height, width, 1, SIZE_MULTIPLE)
+        return WindowLayout(padded, max(padded), 0, 1)
+    padded = padded_size(height, width, settings.window, SIZE_MULTIPLE)
+    return WindowLayout(padded, settings.window, settings.overlap, settings.batch_size)
+
+
+def padded_inputs(photo: np.ndarray, coarse: np.ndarray | None,
+                  layout: WindowLayout) -> tuple[np.ndarray, np.ndarray | None]:
+    """The photo and coarse ids padded by reflection to the layout's size."""
+    return pad_image(photo, *layout.padded), None if coarse is None else pad_image(coarse, *layout.padded)
 
 
 def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
@@ -60,18 +97,10 @@ def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray |
 
     photo is uint8 (H, W, 3); coarse is (H, W) class ids, or None for RGB-only models.
     """
-    height, width = photo.shape[:2]
-    if goes_whole(height, width, settings):
-        padded = padded_size(height, width, 1, SIZE_MULTIPLE)
-        window, overlap, batch_size = max(padded), 0, 1
-    else:
-        padded = padded_size(height, width, settings.window, SIZE_MULTIPLE)
-        window, overlap, batch_size = settings.window, settings.overlap, settings.batch_size
-    padded_photo = pad_image(photo, *padded)
-    padded_coarse = None if coarse is None else pad_image(coarse, *padded)
-    windows = predict_windows(predictor, padded_photo, padded_coarse, num_classes, window, overlap,
-                              batch_size, on_batch)
-    return windows, padded, overlap
+    layout = window_layout(*photo.shape[:2], settings)
+    windows = predict_boxes(predictor, *padded_inputs(photo, coarse, layout), num_classes, layout.boxes(),
+                            layout.batch_size, on_batch)
+    return windows, layout.padded, layout.overlap
 
 
 def refine_probabilities(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,

@@ -15,10 +15,11 @@ from typing import Iterator
 
 import numpy as np
 
-from c2f.config import is_smoothing
+from c2f.config import MAX_CLASSES, MAX_PIXELS, MAX_WINDOW, is_smoothing
 from c2f.errors import C2FError
 from c2f.inference.postprocess import smooth
 from c2f.inference.tiling import Box, stitch_windows
+from c2f.io.documents import parse_json
 from c2f.io.files import write_atomically
 from c2f.io.label_sets import LabelSet
 
@@ -32,6 +33,32 @@ def new_manifest(size: tuple[int, int], padded: tuple[int, int], overlap: int, n
             "num_classes": num_classes, "smoothing": smoothing,
             "labels": labels.to_dict() if labels else None, "windows": []}
 
+def window_name(index: int) -> str:
+    """The file name of a folder's index-th window (its place in the stitching order)."""
+    return f"window_{index:05d}.npy"
+
+
+def save_window(folder: Path, index: int, box: Box, probabilities: np.ndarray,
+                dtype: type = np.float16) -> tuple[dict, np.ndarray]:
+    """Write one window's (K, h, w) probabilities atomically; its manifest entry, and float32 of what was stored.
+
+    float16 halves the files; float32 keeps the probabilities exactly, so stitching them
+    gives the very map that stitching in memory gives.
+    """
+    stored = probabilities.astype(dtype)
+
+    def write_window(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:  # a path would make np.save append ".npy"
+            np.save(handle, stored)
+    write_atomically(folder / window_name(index), write_window)
+    return {"file": window_name(index), **asdict(box)}, stored.astype(np.float32)
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write the manifest atomically, once every window it lists is on disk: it marks the folder complete."""
+    write_atomically(folder / MANIFEST_NAME, lambda temporary: temporary.write_text(json.dumps(manifest, indent=1)))
+
+
 def save_windows(windows: Iterator[tuple[Box, np.ndarray]], folder: Path,
                  manifest: dict) -> Iterator[tuple[Box, np.ndarray]]:
     """Pass windows through while writing each as float16 .npy, then the manifest last.
@@ -43,18 +70,12 @@ def save_windows(windows: Iterator[tuple[Box, np.ndarray]], folder: Path,
     # A reused folder's old manifest would vouch for a mix of old and new windows if this run stops early.
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
     for index, (box, probabilities) in enumerate(windows):
-        name = f"window_{index:05d}.npy"
-        stored = probabilities.astype(np.float16)
-
-        def write_window(temporary: Path) -> None:
-            with open(temporary, "wb") as handle:  # a path would make np.save append ".npy"
-                np.save(handle, stored)
-        write_atomically(folder / name, write_window)
-        manifest["windows"].append({"file": name, **asdict(box)})
+        entry, stored = save_window(folder, index, box, probabilities)
+        manifest["windows"].append(entry)
         # Blend exactly what was stored, so this refine and a later `c2f stitch` agree pixel for pixel
         # even where two classes differ by less than float16 can tell apart.
-        yield box, stored.astype(np.float32)
-    write_atomically(folder / MANIFEST_NAME, lambda temporary: temporary.write_text(json.dumps(manifest, indent=1)))
+        yield box, stored
+    write_manifest(folder, manifest)
 
 
 def stitch_folder(folder: Path) -> tuple[np.ndarray, dict]:
@@ -117,20 +138,24 @@ def read_manifest(manifest_path: Path) -> tuple[dict, list[tuple[Box, Path]]]:
     """A windows folder's manifest and its (box, window file) entries, checked so stitching cannot fail."""
     damaged = f"{manifest_path} is damaged"
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except ValueError as error:  # includes JSONDecodeError and UnicodeDecodeError
+        text = manifest_path.read_text(encoding="utf-8")
+    except ValueError as error:  # UnicodeDecodeError
         raise C2FError(f"{damaged} ({error}); re-run refine with --windows-dir.") from None
+    manifest = parse_json(text, str(manifest_path), "; re-run refine with --windows-dir")
     if not isinstance(manifest, dict):
         raise C2FError(f"{damaged}: it holds no JSON object; re-run refine with --windows-dir.")
     height, width, padded = manifest.get("height"), manifest.get("width"), manifest.get("padded")
     if not (is_count(height, 1) and is_count(width, 1) and isinstance(padded, list) and len(padded) == 2
             and is_count(padded[0], height) and is_count(padded[1], width)
-            and is_count(manifest.get("overlap"), 0) and is_count(manifest.get("num_classes"), 1)
+            and is_count(manifest.get("overlap"), 0) and manifest["overlap"] < MAX_WINDOW
+            and is_count(manifest.get("num_classes"), 1) and manifest["num_classes"] <= MAX_CLASSES
             and is_smoothing(manifest.get("smoothing", 0.0))
+            and height * width <= MAX_PIXELS and padded[0] < height + MAX_WINDOW and padded[1] < width + MAX_WINDOW
             and manifest["num_classes"] * padded[0] * padded[1] <= MAX_STITCHED_VALUES
             and isinstance(manifest.get("windows"), list) and manifest["windows"]):
         raise C2FError(f"{damaged}: height, width, padded, overlap, num_classes, smoothing or windows are "
-                       "missing or invalid; re-run refine with --windows-dir.")
+                       f"missing, invalid or beyond c2f's limits ({MAX_PIXELS // 1_000_000} megapixels, "
+                       f"{MAX_CLASSES} classes); re-run refine with --windows-dir.")
     entries = []
     for entry in manifest["windows"]:
         fields = [entry.get(key) for key in ("top", "left", "height", "width")] if isinstance(entry, dict) else []

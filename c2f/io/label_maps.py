@@ -51,53 +51,117 @@ def id_dtype(num_classes: int) -> np.dtype:
     return np.dtype(np.uint8) if num_classes < 256 else np.dtype(np.uint16)
 
 
-def distance_to_palette_blends(colors: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Distance of each (N, 3) colour to the nearest segment between two palette colours."""
-    colors = colors.astype(np.float32)
-    palette = palette.astype(np.float32)
-    best = np.full(len(colors), np.inf, dtype=np.float32)
-    for first in range(len(palette)):
-        for second in range(first, len(palette)):
-            start, direction = palette[first], palette[second] - palette[first]
-            length = float(direction @ direction)
-            t = np.zeros(len(colors), np.float32) if length == 0 else np.clip((colors - start) @ direction / length, 0, 1)
-            nearest = start + t[:, None] * direction
-            best = np.minimum(best, np.linalg.norm(colors - nearest, axis=1))
-    return best
+# Bound on the elements of one temporary distance array (int32 or float32): 64 MB.
+DISTANCE_CHUNK = 2**24
 
 
-def colors_to_ids(rgb: np.ndarray, labels: LabelSet) -> tuple[np.ndarray, int]:
-    """Map each pixel of uint8 (H, W, 3) to its nearest table colour (an ignore entry's colour reads as K); also
-    count far pixels."""
-    packed = rgb[..., 0].astype(np.int32)  # 0xRRGGBB, built in place: one int32 array, not four
+def palette_spans(palette: np.ndarray) -> np.ndarray:
+    """float64 (K,): a bound on each palette colour's distance to every other one (its longest blend).
+
+    |p - q| <= |p - m| + |q - m| for the palette's mean m: linear in K, where the exact spans are quadratic.
+    """
+    palette = palette.astype(np.float64)
+    from_mean = np.sqrt(((palette - palette.mean(axis=0)) ** 2).sum(axis=1))
+    return from_mean + from_mean.max()
+
+
+def far_from_palette_blends(colors: np.ndarray, palette: np.ndarray, limit: float) -> np.ndarray:
+    """For (N, 3) colours each more than `limit` from every palette colour: True where they are also more
+    than `limit` from every blend (segment) of two palette colours.
+
+    A blend of p and q passes within `limit` of a colour c only if |c-p| + |c-q| <= |p-q| + 2 limit
+    (triangle inequality), and |p-q| is at most p's span (palette_spans); so each colour measures exactly only
+    the pairs these bounds leave, which for a colour far from the palette are few or none.
+    """
+    palette = palette.astype(np.float64)
+    spans = palette_spans(palette)
+    far = np.ones(len(colors), dtype=bool)
+    for index, color in enumerate(colors.astype(np.float64)):
+        distances = np.sqrt(((palette - color) ** 2).sum(axis=1))
+        order = np.argsort(distances)
+        sorted_distances = distances[order]
+        # p can start a near blend only if some q has |c-q| <= span(p) + 2 limit - |c-p|.
+        budgets = spans + 2 * limit - distances
+        for first in np.flatnonzero(budgets >= sorted_distances[0]):
+            seconds = order[:np.searchsorted(sorted_distances, budgets[first], side="right")]
+            directions = palette[seconds] - palette[first]
+            lengths = (directions * directions).sum(axis=1)
+            lengths[lengths == 0] = 1  # p itself: t is 0 either way
+            offset = color - palette[first]
+            t = np.clip(directions @ offset / lengths, 0, 1)
+            residual = offset - t[:, None] * directions
+            if (residual * residual).sum(axis=1).min() <= limit * limit:
+                far[index] = False
+                break
+    return far
+
+
+def nearest_palette_colors(colors: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For int32 (N, 3) colours, the index of the nearest of K palette colours and its squared distance.
+
+    Computed in chunks of colours, so memory stays bounded whatever N and K; ties take the lower index.
+    """
+    indices = np.empty(len(colors), dtype=np.int64)
+    squared = np.empty(len(colors), dtype=np.int64)
+    rows = max(1, DISTANCE_CHUNK // (3 * len(palette)))
+    for start in range(0, len(colors), rows):
+        distances = ((colors[start:start + rows, None, :] - palette[None, :, :]) ** 2).sum(axis=2)
+        indices[start:start + rows] = distances.argmin(axis=1)
+        squared[start:start + rows] = distances.min(axis=1)
+    return indices, squared
+
+
+def pack_colors(rgb: np.ndarray) -> np.ndarray:
+    """uint8/int (..., 3) colours as int32 0xRRGGBB, built in place: one int32 array, not four."""
+    packed = rgb[..., 0].astype(np.int32)
     packed <<= 8
     packed |= rgb[..., 1]
     packed <<= 8
     packed |= rgb[..., 2]
+    return packed
+
+
+def colors_to_ids(rgb: np.ndarray, labels: LabelSet) -> tuple[np.ndarray, int]:
+    """Map each pixel of uint8 (H, W, 3) to its nearest table colour (an ignore entry's colour reads as K); also
+    count far pixels.
+
+    Near-linear in the class count K: exact palette colours (the usual case) are found by binary
+    search, only the distinct other colours are compared with all K, and only those far from every
+    palette colour take the blend test.
+    """
+    packed = pack_colors(rgb)
     # Sort only to find the few distinct colours, then look every pixel up by binary search:
     # np.unique(return_inverse=True) costs 9x the time and 1 GB on a 6000 x 4000 map.
     unique = np.unique(packed)
-    unique_rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
-    palette, values = labels.color_table()
+    palette, values = labels.color_table()  # class colours, then ignore entries' colours (which read as K)
     palette = palette.astype(np.int32)
-    squared = ((unique_rgb[:, None, :] - palette[None, :, :]) ** 2).sum(axis=2)
-    nearest = values[squared.argmin(axis=1)].astype(id_dtype(labels.num_classes))
-    # A colour near a palette colour is never far (a colour is a blend of itself), so only the rest
-    # need the blend test, whose cost grows with the square of the class count.
-    candidates = squared.min(axis=1) > FAR_COLOR_DISTANCE**2
+    palette_keys = pack_colors(palette)
+    order = np.argsort(palette_keys)
+    slots = np.minimum(np.searchsorted(palette_keys[order], unique), len(order) - 1)
+    exact = palette_keys[order][slots] == unique
+    nearest = np.empty(len(unique), dtype=np.int64)
+    nearest[exact] = order[slots[exact]]
     far_colors = np.zeros(len(unique), dtype=bool)
-    if candidates.any():
-        far_colors[candidates] = distance_to_palette_blends(unique_rgb[candidates], palette) > FAR_COLOR_DISTANCE
+    if not exact.all():
+        others = unique[~exact]
+        other_rgb = np.stack([(others >> 16) & 255, (others >> 8) & 255, others & 255], axis=1)
+        nearest[~exact], squared = nearest_palette_colors(other_rgb, palette)
+        # A colour near a palette colour is never far (a colour is a blend of itself), so only the rest
+        # need the blend test.
+        candidates = squared > FAR_COLOR_DISTANCE**2
+        if candidates.any():
+            far = far_from_palette_blends(other_rgb[candidates], palette, FAR_COLOR_DISTANCE)
+            far_colors[np.flatnonzero(~exact)[candidates]] = far
     positions = np.searchsorted(unique, packed)
     far_pixels = int(np.count_nonzero(far_colors[positions])) if far_colors.any() else 0
-    return nearest[positions], far_pixels
+    return values[nearest].astype(id_dtype(labels.num_classes))[positions], far_pixels
 
 
 def read_label_map(path: Path, labels: LabelSet, image_name: str | None = None) -> LabelMap:
     """Read a colour, palette or index map, or a labelme / Cityscapes / COCO JSON (COCO: the entry of image_name)."""
     if Path(path).suffix.lower() == POLYGON_SUFFIX:
         return read_polygon_map(Path(path), labels, image_name)
-    image = open_image(path)
+    image = open_image(path)  # as stored: a map drawn on the upright view is saved upright
     if image.mode == "P":  # palette files hold class ids, whatever colours their palette shows them in
         return LabelMap(ids_to_classes(np.asarray(image), labels, path), "palette", 0)
     if image.mode in ("L", "I;16", "I;16B", "I;16L", "I"):

@@ -8,13 +8,14 @@ which reading maps through `index_lookup` and writing through `written_ids` tran
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from c2f.config import MAX_CLASSES
 from c2f.errors import C2FError
+from c2f.io.documents import parse_json, parse_toml
 from c2f.shipped import shipped_label_table
 
 Color = tuple[int, int, int]
@@ -145,6 +146,8 @@ class LabelSet:
                 ignore.append(IgnoreEntry(name, value, color or NO_COLOR))
             else:
                 classes.append((train_id if cityscapes else position, name, color, value, position))
+        if len(classes) > MAX_CLASSES:
+            raise C2FError(f"{source} lists {len(classes)} classes; c2f handles at most {MAX_CLASSES}.")
         classes.sort()
         check_table(classes, ignore, source, cityscapes)
         return cls(tuple(item[1] for item in classes), tuple(item[2] for item in classes),
@@ -152,10 +155,7 @@ class LabelSet:
 
     @classmethod
     def from_json(cls, text: str, source: str = "label set") -> "LabelSet":
-        try:
-            return cls.from_dict(json.loads(text), source)
-        except (json.JSONDecodeError, RecursionError) as error:
-            raise C2FError(f"{source}: not valid JSON ({error}).") from None
+        return cls.from_dict(parse_json(text, source), source)
 
 
 def is_color(value: object) -> bool:
@@ -246,7 +246,4 @@ def load_label_set(path: Path | str | None) -> LabelSet:
     text = path.read_text(encoding="utf-8-sig", errors="replace")  # -sig: editors on Windows add a BOM
     if path.suffix.lower() == ".json":
         return LabelSet.from_json(text, str(path))
-    try:
-        return LabelSet.from_dict(tomllib.loads(text), str(path))
-    except (tomllib.TOMLDecodeError, RecursionError) as error:
-        raise C2FError(f"{path}: not valid TOML ({error}); see `c2f train --help` for the format.") from None
+    return LabelSet.from_dict(parse_toml(text, str(path), "; see `c2f train --help` for the format"), str(path))

@@ -1,30 +1,78 @@
-"""Reading photos: any 8- or 16-bit raster Pillow decodes, as uint8 (H, W, 3) RGB."""
+"""Reading photos: 8- or 16-bit PNG, BMP, JPEG, TIFF or WebP, upright as viewers show them, as uint8 (H, W, 3) RGB."""
 
 from __future__ import annotations
 
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from c2f.config import MAX_PIXELS
 from c2f.errors import C2FError
+from c2f.io.documents import first_line
 
 
-def open_image(path: Path) -> Image.Image:
-    """Open and fully decode an image, turning every failure into a C2FError."""
+# The only decoders c2f lets Pillow try: other formats (PostScript, which Pillow hands to Ghostscript,
+# ICO, GIF, PSD...) are refused by name rather than decoded.
+READABLE_FORMATS = ("PNG", "BMP", "JPEG", "TIFF", "WEBP")
+READABLE_NAMES = "PNG, BMP, JPEG, TIFF, WebP"
+FORMAT_DESCRIPTIONS = {"EPS": "a PostScript (EPS) file", "PDF": "a PDF document", "GIF": "a GIF image",
+                       "ICO": "an icon (ICO) file", "PSD": "a Photoshop (PSD) file", "XBM": "an X bitmap (XBM)",
+                       "PPM": "a PPM/PGM image", "TGA": "a Targa (TGA) image", "PCX": "a PCX image"}
+ORIENTATION_TAG = 0x0112  # EXIF: how a viewer turns the stored pixels to show the photo upright
+ORIENTATIONS = {2: "mirrored", 3: "rotated 180°", 4: "flipped upside down", 5: "mirrored and rotated 90°",
+                6: "rotated 90° clockwise", 7: "mirrored and rotated 90°", 8: "rotated 90° anticlockwise"}
+
+
+def check_pixels(size: tuple[int, int], path: Path) -> None:
+    """Refuse an image whose header claims more than MAX_PIXELS, before anything is decoded."""
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise C2FError(f"{path} is {width}x{height} pixels, more than c2f reads ({MAX_PIXELS // 1_000_000} "
+                       "megapixels); scale it down or cut it into parts.")
+
+
+def describe_format(path: Path) -> str | None:
+    """What a file c2f does not read is, from its header alone (nothing is decoded); None when unknown."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:  # every decoder, but header only: nothing is decoded or run
+                return FORMAT_DESCRIPTIONS.get(image.format, f"a {image.format} image")
+    except Exception:  # only to name the format in the error: any failure means "unknown"
+        return None
+
+
+def open_image(path: Path, upright: bool = False) -> Image.Image:
+    """Open and decode a PNG, BMP, JPEG, TIFF or WebP image, checking its size from the header first.
+
+    upright=True applies the EXIF orientation as image viewers do (photos); label maps are read as
+    stored. Every failure is a C2FError, and no Pillow warning reaches the user.
+    """
     path = Path(path)
     if not path.is_file():
         raise C2FError(f"file not found: {path}")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on odd metadata: the pixels decode regardless
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=READABLE_FORMATS) as image:
+                check_pixels(image.size, path)
+                image.load()
+                if upright and image.getexif().get(ORIENTATION_TAG, 1) in ORIENTATIONS:
+                    return ImageOps.exif_transpose(image)
+                return image
     except UnidentifiedImageError:
-        raise C2FError(f"{path} is not an image c2f can read (PNG, BMP, JPEG, TIFF...).") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise C2FError(f"{path} is truncated or corrupt ({error}); re-export it.") from None
-    except Image.DecompressionBombError as error:
-        raise C2FError(f"{path} is too large to decode safely ({error}).") from None
+        kind = describe_format(path)
+        raise C2FError(f"{path} is {kind + ', ' if kind else ''}not an image c2f can read ({READABLE_NAMES}); "
+                       "convert it to PNG.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise C2FError(f"{path} is too large to read safely ({first_line(error)}); c2f reads at most "
+                       f"{MAX_PIXELS // 1_000_000} megapixels.") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as error:
+        raise C2FError(f"{path} is truncated or corrupt ({first_line(error)}); re-export it.") from None
 
 
 # What read_photo does to photos that are not 8-bit RGB, in words for the user.
@@ -39,7 +87,7 @@ PHOTO_CONVERSIONS = {
 
 def read_photo(path: Path) -> np.ndarray:
     """Read a photo as uint8 (H, W, 3) RGB; grey, RGBA, palette, CMYK and 16-bit are converted, float refused."""
-    image = open_image(path)
+    image = open_image(path, upright=True)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         values = np.asarray(image, dtype=np.int64)
         scale = 257 if values.max(initial=0) > 255 else 1  # 16-bit range to 8-bit
@@ -56,10 +104,31 @@ def read_photo(path: Path) -> np.ndarray:
 
 
 def photo_note(path: Path) -> str | None:
-    """How read_photo converts this photo, in words for the user; None for 8-bit RGB (reads the header only)."""
+    """How read_photo turns or converts this photo, in words for the user; None for upright 8-bit RGB (header only)."""
     try:
-        with Image.open(path) as image:
-            mode = {"I;16B": "I;16", "I;16L": "I;16"}.get(image.mode, image.mode)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path, formats=READABLE_FORMATS) as image:
+                mode = {"I;16B": "I;16", "I;16L": "I;16"}.get(image.mode, image.mode)
+                orientation = image.getexif().get(ORIENTATION_TAG, 1)
+    except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError):
         return None  # read_photo reports the real problem
-    return None if mode == "RGB" else f"{path} is {PHOTO_CONVERSIONS.get(mode, f'{mode}; converted to RGB')}."
+    notes = []
+    if orientation in ORIENTATIONS:
+        notes.append(f"has EXIF orientation {orientation}; refined as image viewers show it "
+                     f"({ORIENTATIONS[orientation]})")
+    if mode != "RGB":
+        notes.append(f"is {PHOTO_CONVERSIONS.get(mode, f'{mode}; converted to RGB')}")
+    return f"{path} {'; it '.join(notes)}." if notes else None
+
+
+def photo_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) as read_photo will return it, from the header alone; None when the header cannot be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path, formats=READABLE_FORMATS) as image:
+                turned = image.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)  # a quarter turn swaps the sides
+                return (image.width, image.height) if turned else (image.height, image.width)
+    except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError):
+        return None  # read_photo reports the real problem

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from collections.abc import Collection, Mapping, Sequence
@@ -19,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as coco_mask
 
+from c2f.config import MAX_PIXELS
 from c2f.errors import C2FError
 
 # Tracing real maps and drawing the polygons back agrees with the original pixels (mean / worst map, measured
@@ -115,7 +117,12 @@ def _labelme_mask(shape_type: str, points: np.ndarray, item: Mapping, height: in
         draw.ellipse([centre_x - radius, centre_y - radius, centre_x + radius, centre_y + radius], fill=1)
     elif shape_type == "mask":
         try:
-            patch = np.asarray(Image.open(io.BytesIO(base64.b64decode(item["mask"])))).astype(bool)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(base64.b64decode(item["mask"])), formats=("PNG",)) as mask_image:
+                    if mask_image.width * mask_image.height > MAX_PIXELS:  # checked before decoding
+                        raise ValueError(f"{mask_image.width}x{mask_image.height} pixels, over c2f's limit")
+                    patch = np.asarray(mask_image).astype(bool)
         except Exception as error:  # any undecodable payload is the file's fault, reported as such
             raise C2FError(f"{source}: a labelme mask shape has no readable base64 PNG 'mask' ({error})") from None
         canvas = np.zeros((height, width), dtype=bool)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 import time
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,7 @@ from torch import nn
 
 from c2f.config import ModelConfig, TrainConfig
 from c2f.errors import C2FError
+from c2f.io.files import guard_output_folders, guard_outputs, sweep_stale_temporaries
 from c2f.io.label_sets import LabelSet, check_labels
 from c2f.training import gan
 from c2f.training.augment import make_batch, random_crop, void_coarse_regions
@@ -71,10 +73,28 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, config: TrainConfig, epo
         group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
 
 
-def supervised_step(run: Run, criterion: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-                    rng: np.random.Generator) -> dict[str, float]:
+@dataclass(frozen=True)
+class DataParallel:
+    """This process's part in data-parallel training: its rank among world processes, and how they cooperate."""
+
+    rank: int
+    world: int
+    wrap: Callable[[nn.Module], nn.Module]  # e.g. DistributedDataParallel, which all-reduces the gradients
+    average: Callable[[dict[str, float]], dict[str, float]]  # each figure's mean over the processes
+
+
+def epoch_share(order: np.ndarray, parallel: DataParallel | None) -> np.ndarray:
+    """This process's crops of an epoch's order: every world-th from its rank, padded so all take equal steps."""
+    if parallel is None or parallel.world == 1:
+        return order
+    padded = np.resize(order, -(-len(order) // parallel.world) * parallel.world)  # repeats its start, as
+    return padded[parallel.rank::parallel.world]  # torch's DistributedSampler does
+
+
+def supervised_step(run: Run, network: nn.Module, criterion: nn.Module, inputs: torch.Tensor,
+                    targets: torch.Tensor, rng: np.random.Generator) -> dict[str, float]:
     """One optimiser step of the weighted cross-entropy on a batch (modes conditional and segment)."""
-    loss = criterion(run.model(inputs), targets)
+    loss = criterion(network(inputs), targets)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
@@ -82,8 +102,13 @@ def supervised_step(run: Run, criterion: nn.Module, inputs: torch.Tensor, target
 
 
 def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedSample], config: TrainConfig,
-                epoch: int, on_step: Callable[[int, int, float], None] | None) -> dict[str, float]:
-    """One pass of random crops of the fine-labelled samples; returns the epoch's mean losses."""
+                epoch: int, on_step: Callable[[int, int, float], None] | None,
+                parallel: DataParallel | None = None, network: nn.Module | None = None) -> dict[str, float]:
+    """One pass of random crops of the fine-labelled samples; returns the epoch's mean losses.
+
+    Data-parallel, each process trains its share of the epoch's order (epoch_share) through
+    network (run.model wrapped by parallel.wrap) and the losses are averaged over the processes.
+    """
     rng = np.random.default_rng([config.seed, epoch])
     torch.manual_seed(config.seed * 100_003 + epoch)
     set_learning_rate(run.optimizer, config, epoch)
@@ -95,10 +120,14 @@ def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedS
                                 run.discriminator_optimizer, torch.from_numpy(run.loss_weights), coarse_only,
                                 config.crop_size, second_step)
     else:
-        step_function = partial(supervised_step, run, nn.CrossEntropyLoss(
-            weight=torch.from_numpy(run.loss_weights), ignore_index=run.model.config.num_classes))
+        criterion = nn.CrossEntropyLoss(weight=torch.from_numpy(run.loss_weights),
+                                        ignore_index=run.model.config.num_classes)
+        step_function = partial(supervised_step, run, network or run.model, criterion)
     order = np.repeat(np.arange(len(samples)), config.crops_per_image)
     rng.shuffle(order)
+    order = epoch_share(order, parallel)
+    if parallel is not None and parallel.world > 1:  # each process its own crops and jitter, still from (seed, epoch)
+        rng = np.random.default_rng([config.seed, epoch, parallel.rank])
     steps = math.ceil(len(order) / config.batch_size)
     totals: dict[str, float] = {}
     run.model.train()
@@ -114,15 +143,24 @@ def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedS
         if on_step:
             on_step(step + 1, steps, losses["train_loss"])
     means = {key: value / steps for key, value in totals.items()}
+    means = parallel.average(means) if parallel is not None else means
     return means | {"gan_step": 2 if second_step else 1} if config.mode == "gan" else means
 
 
 def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: ModelConfig, config: TrainConfig,
                 out_dir: Path, resume: bool = False, command: str = "",
                 on_step: Callable[[int, int, float], None] | None = None,
-                on_epoch: Callable[[dict], None] | None = None) -> Path:
-    """Train a model on fine-labelled samples, checkpointing every epoch; returns the weights path."""
-    config = config.resolved()  # checkpoints store, and --resume compares, the fine_fraction actually used
+                on_epoch: Callable[[dict], None] | None = None, parallel: DataParallel | None = None,
+                until_epoch: int | None = None) -> Path:
+    """Train a model on fine-labelled samples, checkpointing every epoch; returns the weights path.
+
+    Data-parallel (parallel given), every process runs this with its rank and only rank 0 writes;
+    until_epoch stops after that epoch, for a later --resume to continue.
+    """
+    config = config.resolved()
+    if parallel is not None and config.mode == "gan":
+        raise C2FError("--workers trains the conditional and segment modes; train --mode gan in one process.")
+    writes = parallel is None or parallel.rank == 0  # checkpoints store, and --resume compares, the fine_fraction actually used
     labelled = [sample for sample in samples if sample.fine is not None]
     if len(labelled) < 1:
         raise C2FError("training needs at least one sample with a fine map.")
@@ -142,18 +180,23 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
                            "or choose another --out.")
         weights = class_weights([s.fine for s in train_samples], model_config.num_classes, config.class_weight_power)
         run = start_run(model_config, config, weights, labels)
-    for epoch in range(len(run.history), config.epochs):
+    network = parallel.wrap(run.model) if parallel is not None else run.model
+    for epoch in range(len(run.history), min(config.epochs, until_epoch or config.epochs)):
         started = time.perf_counter()
-        row = {"epoch": epoch + 1, **train_epoch(run, train_samples, coarse_only, config, epoch, on_step)}
-        if validation_samples:
+        row = {"epoch": epoch + 1, **train_epoch(run, train_samples, coarse_only, config, epoch, on_step,
+                                                 parallel, network)}
+        if validation_samples and writes:
             row.update(evaluate(run.model, validation_samples, model_config.num_classes))
         row["seconds"] = time.perf_counter() - started
         run.history.append(row)
-        save_checkpoint(out_dir, run, labels, config, split)
-        write_log(out_dir, run.history)
+        if writes:
+            save_checkpoint(out_dir, run, labels, config, split)
+            write_log(out_dir, run.history)
         if on_epoch:
             on_epoch(row)
     weights_path = out_dir / WEIGHTS_NAME
+    if not writes or len(run.history) < config.epochs:
+        return weights_path
     final = run.history[-1] if run.history else {}
     save_weights(weights_path, run.model, labels, {
         "training_command": command, "train_config": dataclasses.asdict(config), "split": split,
@@ -165,12 +208,17 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
 def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: TrainConfig, width: int | None = None,
                       depth: int | None = None, resume: bool = False, command: str = "",
                       on_step: Callable[[int, int, float], None] | None = None,
-                      on_epoch: Callable[[dict], None] | None = None) -> Path:
+                      on_epoch: Callable[[dict], None] | None = None, parallel: DataParallel | None = None,
+                      until_epoch: int | None = None) -> Path:
     """`c2f train`: check the settings, read a dataset folder, train, and return the weights path."""
+    started = time.time()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise C2FError(f"{out_dir} is a file, but --out names a run folder.")
     init = Path(config.init_weights) if config.init_weights else None
+    guard_output_folders({"the dataset folder --data": data}, {"--out": out_dir})
+    guard_outputs({"the --init weights": init},
+                  {f"the run's {name}": out_dir / name for name in (WEIGHTS_NAME, CHECKPOINT_NAME, "log.csv", "curves.png")})
     if init is not None:  # read maps in the --init model's class order; the table may add ignore entries
         labels = check_labels(LabelSet.from_dict(load_tensors(init)[1].get("labels", {}), str(init)), labels, init)
     model_config = model_config_for(labels, config.mode, width, depth, init)
@@ -178,4 +226,6 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
         raise C2FError(f"--crop-size must be a multiple of 2**depth = {2**model_config.depth}, "
                        f"got {config.crop_size}.")
     samples = [load_sample(sample, labels) for sample in find_samples(data)]
-    return train_model(samples, labels, model_config, config, out_dir, resume, command, on_step, on_epoch)
+    sweep_stale_temporaries([out_dir], started)
+    return train_model(samples, labels, model_config, config, out_dir, resume, command, on_step, on_epoch,
+                       parallel, until_epoch)

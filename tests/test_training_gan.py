@@ -10,12 +10,18 @@ import torch
 from conftest import make_scene
 
 from c2f.config import ModelConfig, TrainConfig
-from c2f.training.samples import LoadedSample
-from c2f.training.gan import Discriminator, adversarial_loss, coarse_only_loss, output_probabilities, perturbed, shown_map
 from c2f.io.label_sets import FASSEG_LABELS
+from c2f.training.gan import (
+    Discriminator,
+    adversarial_loss,
+    coarse_only_loss,
+    output_probabilities,
+    perturbed,
+    shown_map,
+)
 from c2f.training.loop import train_model
 from c2f.training.run_state import CHECKPOINT_NAME
-from c2f.training.samples import split_fine_and_coarse_only
+from c2f.training.samples import LoadedSample, split_fine_and_coarse_only
 from c2f.weights import load_tensors
 
 

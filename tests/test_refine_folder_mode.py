@@ -6,13 +6,19 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import coarse_echo_predictor, make_scene, write_scene_files
 
 from c2f.config import WindowSettings
 from c2f.errors import C2FError
-from c2f.refine import FolderPair, check_folder_inputs, outputs_allowed, plan_folder, refine_folder
 from c2f.io.label_maps import read_label_map
 from c2f.io.label_sets import FASSEG_LABELS
-from conftest import coarse_echo_predictor, make_scene, write_scene_files
+from c2f.refine import (
+    FolderPair,
+    check_folder_inputs,
+    outputs_allowed,
+    plan_folder,
+    refine_folder,
+)
 
 NUM_CLASSES = FASSEG_LABELS.num_classes
 SMALL_WINDOWS = WindowSettings(window=32, overlap=8, batch_size=4, whole_image_max_pixels=0, smoothing=0.0)

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import coarse_echo_predictor, make_scene
 
 from c2f.config import WindowSettings
-from c2f.inference.sliding_window import refine_map, refine_probabilities
 from c2f.inference.network_input import PHOTO_MEAN, PHOTO_SPREAD, network_input
-from c2f.inference.sliding_window import predict_windows
-from c2f.inference.tiling import Box, blend_weight, pad_image, plan_windows, stitch_windows, window_starts
-from conftest import coarse_echo_predictor, make_scene
+from c2f.inference.sliding_window import (
+    predict_windows,
+    refine_map,
+    refine_probabilities,
+)
+from c2f.inference.tiling import (
+    Box,
+    blend_weight,
+    pad_image,
+    plan_windows,
+    stitch_windows,
+    window_starts,
+)
 
 NUM_CLASSES = 6
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_scene, write_scene_files
 from PIL import Image
 
-from c2f.io.pairing import pair_by_stem
-from c2f.training.samples import find_samples, load_sample
 from c2f.errors import C2FError
 from c2f.io.label_maps import write_label_map
 from c2f.io.label_sets import FASSEG_LABELS
-from conftest import make_scene, write_scene_files
+from c2f.io.pairing import pair_by_stem
+from c2f.training.samples import find_samples, load_sample
 
 
 def make_fasseg_folder(root: Path, layout: dict[str, list[int]], missing_fine: tuple[str, ...] = ()) -> Path:

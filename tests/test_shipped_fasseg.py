@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from c2f.training.samples import find_samples, load_sample
 from c2f.io.label_sets import FASSEG_LABELS
 from c2f.score import confusion_matrix, scores_from_confusion
 from c2f.shipped import default_weights_path
+from c2f.training.samples import find_samples, load_sample
 
 FASSEG_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
 
@@ -31,8 +31,8 @@ def shipped_model():
 
 
 def test_shipped_weights_refine_their_validation_faces_better_than_the_coarse_maps(shipped_model):
-    from c2f.inference.torch_backend import torch_predictor
     from c2f.inference.sliding_window import refine_map
+    from c2f.inference.torch_backend import torch_predictor
 
     model, labels, metadata = shipped_model
     validation_names = metadata["split"]["validation"]

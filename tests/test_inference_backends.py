@@ -9,22 +9,22 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import make_scene
 from PIL import Image
 from typer.testing import CliRunner
 
-from c2f.inference.backends import load_predictor
 from c2f.cli import app
 from c2f.config import ModelConfig, WindowSettings
 from c2f.errors import C2FError
+from c2f.inference.backends import load_predictor
+from c2f.inference.export import export_onnx
+from c2f.inference.network_input import network_input
+from c2f.inference.onnx_session import INPUT_NAME, OUTPUT_NAME, onnx_predictor
+from c2f.inference.sliding_window import refine_probabilities
 from c2f.io.label_maps import read_label_map, write_label_map
 from c2f.io.label_sets import FASSEG_LABELS, LabelSet
 from c2f.model import UNet
-from c2f.inference.export import export_onnx
-from c2f.inference.onnx_session import INPUT_NAME, OUTPUT_NAME, onnx_predictor
-from c2f.inference.sliding_window import refine_probabilities
-from c2f.inference.network_input import network_input
 from c2f.weights import save_weights
-from conftest import make_scene
 
 SKY_LABELS = LabelSet(("ground", "sky", "tree"), ((90, 60, 30), (70, 130, 180), (20, 140, 40)))
 # Small enough to export and run in seconds, deep enough (three poolings) to exercise every block.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import make_scene
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -13,10 +14,18 @@ from c2f.config import ModelConfig
 from c2f.errors import C2FError
 from c2f.io.label_maps import read_label_map, write_label_map
 from c2f.io.label_sets import FASSEG_LABELS, LabelSet
+from c2f.io.overlay import (
+    CAPTION_HEIGHT,
+    GAP,
+    HIGHLIGHT_CANDIDATES,
+    MAX_PANEL_SIDE,
+    highlight_color,
+    overlay_panels,
+    shrink_mask,
+    write_overlay,
+)
 from c2f.model import UNet
-from c2f.io.overlay import CAPTION_HEIGHT, GAP, HIGHLIGHT_CANDIDATES, MAX_PANEL_SIDE, highlight_color, overlay_panels, shrink_mask, write_overlay
 from c2f.weights import save_weights
-from conftest import make_scene
 
 
 def panels_of(path, height: int, width: int) -> list[np.ndarray]:

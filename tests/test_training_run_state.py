@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_generic_dataset, make_scene
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -25,13 +26,12 @@ from typer.testing import CliRunner
 import c2f.inference.backends
 from c2f.cli import app
 from c2f.config import ModelConfig, TrainConfig
-from c2f.training.samples import find_samples, load_sample
 from c2f.io.label_maps import read_label_map, write_label_map
 from c2f.io.label_sets import FASSEG_LABELS
 from c2f.training.loop import WEIGHTS_NAME, train_model
 from c2f.training.run_state import CHECKPOINT_NAME
+from c2f.training.samples import find_samples, load_sample
 from c2f.weights import load_tensors
-from conftest import make_generic_dataset, make_scene
 
 runner = CliRunner()
 EPOCHS = 4

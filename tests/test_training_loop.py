@@ -8,18 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_generic_dataset, make_scene
 from PIL import Image
 
 from c2f.config import ModelConfig, TrainConfig
-from c2f.training.samples import LoadedSample, find_samples, load_sample
 from c2f.errors import C2FError
 from c2f.io.label_sets import FASSEG_LABELS
 from c2f.training.augment import random_crop
 from c2f.training.loop import WEIGHTS_NAME, class_weights, train_model
 from c2f.training.run_state import CHECKPOINT_NAME
-from c2f.training.samples import split_samples
+from c2f.training.samples import LoadedSample, find_samples, load_sample, split_samples
 from c2f.weights import load_tensors, load_weights
-from conftest import make_generic_dataset, make_scene
 
 TINY_MODEL = ModelConfig(width=4, depth=2)
 

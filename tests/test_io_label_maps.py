@@ -213,9 +213,9 @@ def test_failed_atomic_write_leaves_neither_target_nor_partial_file(tmp_path):
 
 def size_mismatch_message(job: str, folder: Path) -> str:
     """The error of one of the three jobs that pair a map with a photo or another map, given a map 1 pixel narrower."""
-    from c2f.training.samples import find_samples, load_sample
     from c2f.refine import read_inputs
     from c2f.score import score_files
+    from c2f.training.samples import find_samples, load_sample
 
     for name in ("images", "coarse", "fine"):
         (folder / name).mkdir()
@@ -237,3 +237,23 @@ def test_every_job_words_a_size_mismatch_the_same_way(tmp_path, job):
     reference = tmp_path / ("fine" if job == "score" else "images") / "face.png"
     assert message == (f"{tmp_path / 'coarse' / 'face.png'} is 23x20 but {reference} is 24x20; "
                        "they must be the same size.")
+
+
+def test_far_from_palette_blends_agrees_with_measuring_every_blend():
+    """The pruned far test gives the answer of measuring every segment between two palette colours."""
+    from c2f.io.label_maps import FAR_COLOR_DISTANCE, far_from_palette_blends
+
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        palette = rng.integers(0, 256, size=(int(rng.integers(2, 12)), 3)).astype(np.float64)
+        colors = rng.integers(0, 256, size=(200, 3)).astype(np.float64)
+        colors = colors[np.sqrt(((colors[:, None] - palette[None]) ** 2).sum(axis=2)).min(axis=1) > FAR_COLOR_DISTANCE]
+        nearest_blend = np.full(len(colors), np.inf)
+        for first in range(len(palette)):
+            for second in range(first + 1, len(palette)):
+                direction = palette[second] - palette[first]
+                t = np.clip((colors - palette[first]) @ direction / (direction @ direction), 0, 1)
+                points = palette[first] + t[:, None] * direction
+                nearest_blend = np.minimum(nearest_blend, np.linalg.norm(colors - points, axis=1))
+        expected = nearest_blend > FAR_COLOR_DISTANCE
+        assert np.array_equal(far_from_palette_blends(colors, palette, FAR_COLOR_DISTANCE), expected)

@@ -1,0 +1,41 @@
+"""Golden image: the shipped model refines the shipped example into the committed fine map.
+
+On a mismatch the actual map, the expected one and a difference image (changed
+pixels white) are written to tests/golden/failures/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from c2f.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_PHOTO = ROOT / "examples" / "astronaut.png"
+EXAMPLE_COARSE = ROOT / "examples" / "astronaut_coarse.png"
+EXPECTED = Path(__file__).resolve().parent / "golden" / "astronaut_fine.png"
+FAILURES = Path(__file__).resolve().parent / "golden" / "failures"
+# Another CPU or ONNX Runtime build may round a few logits the other way where two classes tie:
+# at most this share of pixels may differ before the test fails.
+MAX_CHANGED_SHARE = 0.0005
+
+
+def test_the_shipped_model_refines_the_shipped_example_into_the_golden_map(tmp_path):
+    actual_path = tmp_path / "fine.png"
+    result = CliRunner().invoke(app, ["refine", str(EXAMPLE_PHOTO), str(EXAMPLE_COARSE), "-o", str(actual_path)])
+    assert result.exit_code == 0, result.output
+    actual = np.asarray(Image.open(actual_path).convert("RGB"))
+    expected = np.asarray(Image.open(EXPECTED).convert("RGB"))
+    changed = (actual != expected).any(axis=2) if actual.shape == expected.shape else np.ones((1, 1), bool)
+    if changed.mean() > MAX_CHANGED_SHARE:
+        FAILURES.mkdir(exist_ok=True)
+        Image.fromarray(actual).save(FAILURES / "actual.png")
+        Image.fromarray(expected).save(FAILURES / "expected.png")
+        if actual.shape == expected.shape:
+            Image.fromarray((changed * 255).astype(np.uint8)).save(FAILURES / "changed.png")
+        raise AssertionError(f"{changed.mean():.3%} of pixels differ from the golden map; "
+                             f"look at actual.png, expected.png and changed.png in {FAILURES}")
