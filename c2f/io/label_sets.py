@@ -168,7 +168,7 @@ def parse_entry(entry: object, position: int, source: str,
     """(name, colour, id, is ignore, train id) of one label-file entry; errors name the entry."""
     where = f"{source}: entry {position}"
     if not isinstance(entry, dict):
-        raise C2FError(f"{where} is {entry!r}, not a table like {{name = \"sky\", color = [70, 130, 180]}}")
+        raise C2FError(f"{where} is {entry!r}, not a table {{name = \"...\", color = [r, g, b]}}")
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise C2FError(f"{where} ({entry!r}) needs a non-empty name")
