@@ -136,10 +136,11 @@ def test_cityscapes_polygons_draw_in_file_order_with_unlabeled_background(tmp_pa
         {"label": "cargroup", "polygon": [[5, 12], [12, 12], [12, 17], [5, 17]]},
         {"label": "out of roi", "polygon": [[25, 0], [29, 0], [29, 4], [25, 4]]},
         {"label": "car", "deleted": 1, "polygon": [[0, 0], [29, 0], [29, 19], [0, 19]]},
+        {"label": "license plate", "polygon": [[6, 14], [8, 14], [8, 15], [6, 15]]},
     ]}
     (tmp_path / "a_gtCoarse_polygons.json").write_text(json.dumps(document))
     class_ids = read_label_map(tmp_path / "a_gtCoarse_polygons.json", CITYSCAPES).class_ids
-    assert class_ids[15, 2] == 0 and class_ids[14, 8] == CITYSCAPES.names.index("car")
+    assert class_ids[15, 2] == 0 and class_ids[14, 7] == CITYSCAPES.names.index("car")  # under the plate
     assert class_ids[2, 2] == CITYSCAPES.ignore_index and class_ids[2, 27] == CITYSCAPES.ignore_index
 
 

@@ -185,6 +185,9 @@ def read_polygon_map(path: Path, labels: LabelSet, image_name: str | None) -> La
         height, width, shapes = polygons.read_labelme(document, source)
     elif kind == "cityscapes":
         height, width, shapes = polygons.read_cityscapes(document, source, labels.name_lookup())
+        # cityscapesScripts' json2labelImg skips labels of id < 0 (the license plate): the car stays beneath
+        unmapped = {entry.name for entry in labels.ignore if entry.id < 0}
+        shapes = [shape for shape in shapes if shape.label not in unmapped]
     else:
         height, width, shapes = polygons.read_coco(document, coco_image_name(document, image_name, path), source)
     ids = polygons.rasterize(shapes, height, width, labels.name_lookup(), fill=labels.ignore_index,
