@@ -142,7 +142,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
         started = time.perf_counter()
         row = {"epoch": epoch + 1, **train_epoch(run, train_samples, coarse_only, config, epoch, on_step)}
         if validation_samples:
-            row.update(evaluate(run.model, validation_samples, model_config.num_classes))
+            row.update(evaluate(run.model, validation_samples, labels.names))
         row["seconds"] = time.perf_counter() - started
         run.history.append(row)
         save_checkpoint(out_dir, run, labels, config, split)
