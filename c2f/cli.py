@@ -139,12 +139,18 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint "
                                                              "(starts afresh if it has none yet).")] = False,
     labels: LabelsOption = None,
+    device: Annotated[Device, typer.Option(
+        "--device", help="auto (CUDA when present, else CPU), cpu or cuda. On CUDA: bfloat16 mixed precision and "
+                         "batches from worker processes; only CPU runs repeat bit for bit.")] = Device.auto,
 ) -> None:
     """Train a model on (photo, coarse, fine) triplets.
 
     Example: c2f train --data path/to/FASSEG --out runs/fasseg --epochs 40
     """
+    from c2f.extras import TRAINING_MODULES, require
     from c2f.io.label_sets import load_label_set
+
+    require("c2f train", *TRAINING_MODULES)
     from c2f.training.loop import train_from_folder
 
     config = TrainConfig(mode=mode.value, epochs=epochs, crops_per_image=crops_per_image, crop_size=crop_size,
@@ -169,7 +175,7 @@ def train(
             progress.console.print(f"epoch {row['epoch']}: {figures}", highlight=False)
 
         weights_path = train_from_folder(data, out, label_set, config, width, depth, resume, command,
-                                         on_step, on_epoch)
+                                         on_step, on_epoch, device.value)
     console.print(f"[green]saved[/green] {weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})")
 
 
@@ -228,7 +234,8 @@ def refine(
     settings.check()
     check_refine_inputs(image, coarse)
     requested_labels = load_label_set(labels) if labels else None
-    predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend.value, device.value)
+    predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend.value, device.value,
+                                                       on_note=note_conversion)
     if not uses_coarse:
         console.print("[yellow]note[/yellow]: this is an RGB-only model (--mode segment); the coarse maps are ignored.")
     options = dict(settings=settings, output_format=output_format.value if output_format else None, strict=strict)
@@ -252,6 +259,7 @@ def warn_far_pixels(path: Path, count: int) -> None:
 
 
 def note_conversion(note: Optional[str]) -> None:
+    """Print a one-line note (a converted photo, a device fallback) in cyan."""
     if note:
         console.print(f"[cyan]note[/cyan]: {note}", highlight=False, soft_wrap=True)
 
@@ -356,6 +364,9 @@ def export(
 
     Example: c2f export --weights runs/fasseg/model.safetensors
     """
+    from c2f.extras import EXPORT_MODULES, require
+
+    require("c2f export", *EXPORT_MODULES)
     from c2f.inference.export import export_onnx
 
     path, difference = export_onnx(weights, output, overwrite)

@@ -27,7 +27,8 @@ def evaluate(model: UNet, samples: list[LoadedSample], class_names: tuple[str, .
     """Pooled pixel accuracy, mean IoU and IoU per class (val_iou_<name>) of whole-image predictions."""
     model.eval()
     # The network's own output, unsmoothed, so validation figures compare across c2f versions.
-    scores = score_refinement(torch_predictor(model), samples, len(class_names), model.config.use_coarse,
+    device = next(model.parameters()).device  # where training runs: moving the model would strand its optimiser
+    scores = score_refinement(torch_predictor(model, device), samples, len(class_names), model.config.use_coarse,
                               WindowSettings(whole_image=True, smoothing=0.0))
     return {"val_accuracy": scores.pixel_accuracy, "val_miou": scores.mean_iou,
             **{f"val_iou_{name}": iou for name, iou in zip(class_names, scores.class_iou)}}

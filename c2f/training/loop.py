@@ -5,10 +5,16 @@ holds the model and optimiser state after a complete epoch, so a run killed at
 any moment and resumed reaches exactly the result of an uninterrupted one.
 One epoch skeleton (train_epoch) serves every mode; a mode only decides what one
 optimiser step does with a batch.
+
+On a CUDA GPU the same loop runs in mixed precision (bfloat16 where the GPU has
+it) with batches from DataLoader workers (batches.py); checkpoints are the same
+files, but GPU kernels are not bit-for-bit repeatable, so there a resumed run
+matches an uninterrupted one only closely, not exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -22,14 +28,16 @@ from torch import nn
 
 from c2f.config import ModelConfig, TrainConfig
 from c2f.errors import C2FError
+from c2f.inference.devices import choose_torch_device
 from c2f.io.label_sets import LabelSet
 from c2f.training import gan
-from c2f.training.augment import make_batch, random_crop
+from c2f.training.batches import SeededBatches, in_process_batches, worker_batches, worker_count
 from c2f.training.curves import write_log
 from c2f.training.evaluation import evaluate
 from c2f.training.run_state import (
     CHECKPOINT_NAME,
     Run,
+    move_run,
     resume_run,
     save_checkpoint,
     start_run,
@@ -80,31 +88,44 @@ def supervised_step(run: Run, criterion: nn.Module, inputs: torch.Tensor, target
     return {"train_loss": loss.item()}
 
 
+def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on a CUDA GPU that has it (no loss scaling needed); full precision elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        # The whole step runs inside: backward ops take the dtypes their forward ops were given anyway.
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedSample], config: TrainConfig,
-                epoch: int, on_step: Callable[[int, int, float], None] | None) -> dict[str, float]:
+                epoch: int, on_step: Callable[[int, int, float], None] | None,
+                device: torch.device = torch.device("cpu"), workers: int = 0) -> dict[str, float]:
     """One pass of random crops of the fine-labelled samples; returns the epoch's mean losses."""
     rng = np.random.default_rng([config.seed, epoch])
     torch.manual_seed(config.seed * 100_003 + epoch)
     set_learning_rate(run.optimizer, config, epoch)
     if run.discriminator_optimizer is not None:
         set_learning_rate(run.discriminator_optimizer, config, epoch)
+    loss_weights = torch.from_numpy(run.loss_weights).to(device)
     if config.mode == "gan":
         second_step = gan.in_second_step(config, epoch, bool(coarse_only))
         step_function = partial(gan.gan_step, run.model, run.optimizer, run.discriminator,
-                                run.discriminator_optimizer, torch.from_numpy(run.loss_weights), coarse_only,
-                                config.crop_size, second_step)
+                                run.discriminator_optimizer, loss_weights, coarse_only, config.crop_size, second_step)
     else:
-        step_function = partial(supervised_step, run, nn.CrossEntropyLoss(weight=torch.from_numpy(run.loss_weights)))
+        step_function = partial(supervised_step, run, nn.CrossEntropyLoss(weight=loss_weights))
     order = np.repeat(np.arange(len(samples)), config.crops_per_image)
     rng.shuffle(order)
     steps = math.ceil(len(order) / config.batch_size)
+    shape = (config.batch_size, config.crop_size, run.model.config.num_classes, run.model.config.use_coarse)
+    if device.type == "cpu":
+        batches = in_process_batches(samples, order, *shape, rng)
+    else:
+        batches = worker_batches(SeededBatches(samples, order, *shape, config.seed, epoch), workers, pin_memory=True)
     totals: dict[str, float] = {}
     run.model.train()
-    for step in range(steps):
-        chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
-        crops = [random_crop(samples[index], samples[index].fine, config.crop_size, rng) for index in chosen]
-        inputs, targets = make_batch(crops, run.model.config.num_classes, run.model.config.use_coarse, rng)
-        losses = step_function(inputs, targets, rng)
+    for step, (inputs, targets, step_rng) in enumerate(batches):
+        with mixed_precision(device):
+            losses = step_function(inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True),
+                                   step_rng)
         for key, value in losses.items():
             totals[key] = totals.get(key, 0.0) + value
         if on_step:
@@ -116,8 +137,12 @@ def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedS
 def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: ModelConfig, config: TrainConfig,
                 out_dir: Path, resume: bool = False, command: str = "",
                 on_step: Callable[[int, int, float], None] | None = None,
-                on_epoch: Callable[[dict], None] | None = None) -> Path:
-    """Train a model on fine-labelled samples, checkpointing every epoch; returns the weights path."""
+                on_epoch: Callable[[dict], None] | None = None, device: str = "cpu") -> Path:
+    """Train a model on fine-labelled samples, checkpointing every epoch; returns the weights path.
+
+    device: cpu, cuda, or auto (CUDA when torch sees a GPU); only the CPU repeats runs bit for bit.
+    """
+    target = choose_torch_device(device)
     config = config.resolved()  # checkpoints store, and --resume compares, the fine_fraction actually used
     labelled = [sample for sample in samples if sample.fine is not None]
     if len(labelled) < 1:
@@ -138,9 +163,14 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
                            "or choose another --out.")
         weights = class_weights([s.fine for s in train_samples], model_config.num_classes, config.class_weight_power)
         run = start_run(model_config, config, weights, labels)
+    move_run(run, target)
+    workers = worker_count() if target.type != "cpu" else 0
+    if target.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick its fastest kernels once
     for epoch in range(len(run.history), config.epochs):
         started = time.perf_counter()
-        row = {"epoch": epoch + 1, **train_epoch(run, train_samples, coarse_only, config, epoch, on_step)}
+        row = {"epoch": epoch + 1,
+               **train_epoch(run, train_samples, coarse_only, config, epoch, on_step, target, workers)}
         if validation_samples:
             row.update(evaluate(run.model, validation_samples, labels.names))
         row["seconds"] = time.perf_counter() - started
@@ -161,15 +191,16 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
 def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: TrainConfig, width: int | None = None,
                       depth: int | None = None, resume: bool = False, command: str = "",
                       on_step: Callable[[int, int, float], None] | None = None,
-                      on_epoch: Callable[[dict], None] | None = None) -> Path:
-    """`c2f train`: check the settings, read a dataset folder, train, and return the weights path."""
+                      on_epoch: Callable[[dict], None] | None = None, device: str = "auto") -> Path:
+    """`c2f train`: check the settings, read a dataset folder, train on `device`, and return the weights path."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise C2FError(f"{out_dir} is a file, but --out names a run folder.")
+    choose_torch_device(device)  # refuse --device cuda without a GPU before reading the dataset
     init = Path(config.init_weights) if config.init_weights else None
     model_config = model_config_for(labels, config.mode, width, depth, init)
     if config.crop_size % 2**model_config.depth:
         raise C2FError(f"--crop-size must be a multiple of 2**depth = {2**model_config.depth}, "
                        f"got {config.crop_size}.")
     samples = [load_sample(sample, labels) for sample in find_samples(data)]
-    return train_model(samples, labels, model_config, config, out_dir, resume, command, on_step, on_epoch)
+    return train_model(samples, labels, model_config, config, out_dir, resume, command, on_step, on_epoch, device)
