@@ -20,6 +20,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -59,8 +60,24 @@ DeviceOption = Annotated[Device, typer.Option(
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 
 
+def show_version(requested: bool) -> None:
+    if requested:
+        import c2f
+
+        typer.echo(f"c2f {c2f.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                          help="Print c2f's version and exit.")] = False,
+) -> None:
+    """Turn coarse segmentation maps into fine ones with a conditional U-Net."""
+
+
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -122,8 +139,8 @@ def train(
     depth: Annotated[Optional[int], typer.Option(
         min=1, max=5, help="Downsamplings of the U-Net. Default: 4, or the --init model's.")] = None,
     init: Annotated[Optional[Path], typer.Option(
-        "--init", help="Start from these weights instead of random ones (fine-tuning), e.g. "
-                       "weights/fasseg.safetensors; its label set and architecture must match.")] = None,
+        "--init", help="Start from these weights instead of random ones (fine-tuning): a .safetensors file, or "
+                       "fasseg for the shipped model; its label set and architecture must match.")] = None,
     seed: Annotated[int, typer.Option(
         help="Fixes split, initialisation and augmentation: runs repeat exactly.")] = TrainConfig.seed,
     fine_fraction: Annotated[Optional[float], typer.Option(
@@ -261,7 +278,7 @@ def warn_far_pixels(path: Path, count: int) -> None:
 def note_conversion(note: Optional[str]) -> None:
     """Print a one-line note (a converted photo, a device fallback) in cyan."""
     if note:
-        console.print(f"[cyan]note[/cyan]: {note}", highlight=False, soft_wrap=True)
+        console.print(f"[cyan]note[/cyan]: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -357,7 +374,8 @@ def export(
     weights: Annotated[Optional[Path], typer.Option(
         "--weights", help="Weights (.safetensors) to export. Default: the shipped FASSEG model.")] = None,
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="ONNX file to write. Default: beside the weights, with the suffix .onnx.")] = None,
+        "--output", "-o", help="ONNX file to write. Default: beside --weights with the suffix .onnx; "
+                              "for the shipped model, fasseg.onnx in the current folder.")] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Export a model as ONNX for `c2f refine --backend onnx` (labels and config travel inside).

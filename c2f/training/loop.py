@@ -49,6 +49,7 @@ from c2f.training.samples import (
     split_fine_and_coarse_only,
     split_samples,
 )
+from c2f.shipped import resolve_weights
 from c2f.weights import check_model_config, load_tensors, save_weights
 
 WEIGHTS_NAME = "model.safetensors"
@@ -197,7 +198,9 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
     if out_dir.exists() and not out_dir.is_dir():
         raise C2FError(f"{out_dir} is a file, but --out names a run folder.")
     choose_torch_device(device)  # refuse --device cuda without a GPU before reading the dataset
-    init = Path(config.init_weights) if config.init_weights else None
+    init = resolve_weights(Path(config.init_weights)) if config.init_weights else None
+    if init is not None:
+        config = dataclasses.replace(config, init_weights=str(init))
     model_config = model_config_for(labels, config.mode, width, depth, init)
     if config.crop_size % 2**model_config.depth:
         raise C2FError(f"--crop-size must be a multiple of 2**depth = {2**model_config.depth}, "
