@@ -20,9 +20,17 @@ OPTIONAL_MODULES = {
 }
 
 
+def is_missing(module: str) -> bool:
+    """Whether a top-level module cannot be imported here."""
+    try:
+        return importlib.util.find_spec(module) is None
+    except ValueError:  # sys.modules holds None for it: imports of it are blocked
+        return True
+
+
 def missing_modules(*modules: str) -> list[str]:
     """The modules of `modules` that cannot be imported here."""
-    return [module for module in modules if importlib.util.find_spec(module) is None]
+    return [module for module in modules if is_missing(module)]
 
 
 def require(task: str, *modules: str) -> None:
