@@ -15,6 +15,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
@@ -251,8 +252,15 @@ def refine(
     settings.check()
     check_refine_inputs(image, coarse)
     requested_labels = load_label_set(labels) if labels else None
-    predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend.value, device.value,
-                                                       on_note=note_conversion)
+    # Notes from loading (a GPU that cannot be used) come as RuntimeWarnings: print each as one line.
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", RuntimeWarning)
+        predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend.value, device.value)
+    for note in notes:
+        if issubclass(note.category, RuntimeWarning):
+            note_conversion(str(note.message))
+        else:
+            warnings.showwarning(note.message, note.category, note.filename, note.lineno)
     if not uses_coarse:
         console.print("[yellow]note[/yellow]: this is an RGB-only model (--mode segment); the coarse maps are ignored.")
     options = dict(settings=settings, output_format=output_format.value if output_format else None, strict=strict)
