@@ -15,6 +15,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
@@ -73,6 +74,22 @@ RayAddressOption = Annotated[Optional[str], typer.Option(
 def say(word: str, style: str, message: str, separator: str = ": ", target: Console | None = None) -> None:
     """Print a styled word and a message taken literally: file names and class names may hold "[...]"."""
     (target or console).print(Text.assemble((word, style), separator, message), highlight=False, soft_wrap=True)
+
+
+def show_version(requested: bool) -> None:
+    if requested:
+        import c2f
+
+        typer.echo(f"c2f {c2f.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                          help="Print c2f's version and exit.")] = False,
+) -> None:
+    """Turn coarse segmentation maps into fine ones with a conditional U-Net."""
 
 
 def fail(message: str) -> None:
@@ -162,8 +179,8 @@ def train(
     depth: Annotated[Optional[int], typer.Option(
         min=1, max=5, help="Downsamplings of the U-Net. Default: 4, or the --init model's.")] = None,
     init: Annotated[Optional[Path], typer.Option(
-        "--init", help="Start from these weights instead of random ones (fine-tuning), e.g. "
-                       "weights/fasseg.safetensors; its label set and architecture must match.")] = None,
+        "--init", help="Start from these weights instead of random ones (fine-tuning): a .safetensors file, or "
+                       "fasseg for the shipped model; its label set and architecture must match.")] = None,
     seed: Annotated[int, typer.Option(
         help="Fixes split, initialisation and augmentation: runs repeat exactly.")] = TrainConfig.seed,
     fine_fraction: Annotated[Optional[float], typer.Option(
@@ -188,12 +205,18 @@ def train(
                     "--batch-size is then per worker.")] = 1,
     ray: RayOption = False,
     ray_address: RayAddressOption = None,
+    device: Annotated[Device, typer.Option(
+        "--device", help="auto (CUDA when present, else CPU), cpu or cuda. On CUDA: bfloat16 mixed precision and "
+                         "batches from worker processes; only CPU runs repeat bit for bit.")] = Device.auto,
 ) -> None:
     """Train a model on (photo, coarse, fine) triplets.
 
     Example: c2f train --data path/to/FASSEG --out runs/fasseg --epochs 40
     """
+    from c2f.extras import TRAINING_MODULES, require
     from c2f.io.label_sets import load_label_set
+
+    require("c2f train", *TRAINING_MODULES)
     from c2f.training.loop import train_from_folder
 
     config = TrainConfig(mode=mode.value, epochs=epochs, crops_per_image=crops_per_image, crop_size=crop_size,
@@ -230,7 +253,7 @@ def train(
             progress.console.print(f"epoch {row['epoch']}: {figures}", highlight=False, markup=False)
 
         weights_path = train_from_folder(data, out, label_set, config, width, depth, resume, command,
-                                         on_step, on_epoch)
+                                         on_step, on_epoch, device=device.value)
     finally:
         progress.stop()  # does nothing if it never started
     say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")
@@ -298,7 +321,15 @@ def refine(
     settings.check()
     check_refine_inputs(image, coarse)
     requested_labels = load_label_set(labels) if labels else None
-    predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend.value, device.value)
+    # Notes from loading (a GPU that cannot be used) come as RuntimeWarnings: print each as one line.
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", RuntimeWarning)
+        predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend.value, device.value)
+    for note in notes:
+        if issubclass(note.category, RuntimeWarning):
+            note_conversion(str(note.message))
+        else:
+            warnings.showwarning(note.message, note.category, note.filename, note.lineno)
     if not uses_coarse:
         console.print("[yellow]note[/yellow]: this is an RGB-only model (--mode segment); the coarse maps are ignored.")
     options = dict(settings=settings, output_format=output_format.value if output_format else None, strict=strict)
@@ -335,6 +366,7 @@ def warn_far_pixels(path: Path, count: int) -> None:
 
 
 def note_conversion(note: Optional[str]) -> None:
+    """Print a one-line note (a converted photo, a device fallback) in cyan."""
     if note:
         say("note", "cyan", note)
 
@@ -423,13 +455,17 @@ def export(
     weights: Annotated[Optional[Path], typer.Option(
         "--weights", help="Weights (.safetensors) to export. Default: the shipped FASSEG model.")] = None,
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="ONNX file to write. Default: beside the weights, with the suffix .onnx.")] = None,
+        "--output", "-o", help="ONNX file to write. Default: beside --weights with the suffix .onnx; "
+                              "for the shipped model, fasseg.onnx in the current folder.")] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Export a model as ONNX for `c2f refine --backend onnx` (labels and config travel inside).
 
     Example: c2f export --weights runs/fasseg/model.safetensors
     """
+    from c2f.extras import EXPORT_MODULES, require
+
+    require("c2f export", *EXPORT_MODULES)
     from c2f.inference.export import export_onnx
 
     path, difference = export_onnx(weights, output, overwrite)

@@ -25,6 +25,22 @@ def default_onnx_path() -> Path:
     return default_weights_path(DEFAULT_ONNX_NAME)
 
 
+SHIPPED_MODELS = {"fasseg": DEFAULT_WEIGHTS_NAME}  # names that --init accepts for a shipped model
+
+
+def resolve_weights(path: Path) -> Path:
+    """A weights path as given, or a shipped model's file when given its name (`--init fasseg`) and no such file exists."""
+    if not Path(path).exists() and str(path) in SHIPPED_MODELS:
+        return default_weights_path(SHIPPED_MODELS[str(path)])
+    return Path(path)
+
+
+def is_inside_package(path: Path) -> bool:
+    """Whether path lies inside the installed c2f package (site-packages), where nothing should be written."""
+    package = Path(__file__).resolve().parent
+    return Path(path).resolve().is_relative_to(package)
+
+
 def shipped_label_table(name: str) -> Path:
     """A shipped label table (`--labels cityscapes`): `labels/NAME.toml` in a checkout, else the installed copy."""
     checkout_copy = Path(__file__).resolve().parent.parent / "labels" / f"{name}.toml"

@@ -183,13 +183,46 @@ def test_refining_with_the_onnx_backend_never_imports_torch(exported, tmp_path):
     assert (tmp_path / "fine.png").is_file()
 
 
-def test_cuda_without_a_cuda_provider_is_a_clear_error(exported):
+def test_cuda_without_a_cuda_provider_runs_on_the_cpu_after_one_note(exported):
     import onnxruntime
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this ONNX Runtime has CUDA")
-    with pytest.raises(C2FError, match="no CUDA provider"):
-        onnx_predictor(exported["conditional"].with_suffix(".onnx"), None, "cuda")
+    notes: list[str] = []
+    predictor, _, _ = onnx_predictor(exported["conditional"].with_suffix(".onnx"), None, "cuda", notes.append)
+    assert len(notes) == 1 and "\n" not in notes[0]
+    assert "runs on the CPU" in notes[0] and 'pip install "c2f[gpu]"' in notes[0]
+    assert predictor(np.zeros((1, 9, 32, 32), np.float32)).shape == (1, 6, 32, 32)
+
+
+def test_a_cuda_provider_that_fails_to_load_is_noted():
+    from c2f.inference.onnx_session import cuda_note
+
+    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert "could not load" in cuda_note("auto", wanted, ["CPUExecutionProvider"])
+    assert cuda_note("auto", wanted, wanted) is None
+    assert cuda_note("auto", ["CPUExecutionProvider"], ["CPUExecutionProvider"]) is None  # a CPU-only install
+    assert cuda_note("cpu", ["CPUExecutionProvider"], ["CPUExecutionProvider"]) is None
+
+
+def test_torch_cuda_without_a_gpu_runs_on_the_cpu_after_one_note(exported):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a GPU")
+    notes: list[str] = []
+    predictor, _, _ = load_predictor(exported["conditional"], None, "torch", "cuda", notes.append)
+    assert len(notes) == 1 and "runs on the CPU" in notes[0]
+    assert predictor(np.zeros((1, 9, 32, 32), np.float32)).shape == (1, 6, 32, 32)
+
+
+def test_without_a_note_callback_the_fallback_is_a_warning(exported):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA")
+    with pytest.warns(RuntimeWarning, match="runs on the CPU"):
+        load_predictor(exported["conditional"].with_suffix(".onnx"), None, "onnx", "cuda")
 
 
 def test_the_onnx_backend_defaults_to_the_shipped_onnx_file():

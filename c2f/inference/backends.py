@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Callable
 
 from c2f.errors import C2FError
+from c2f.extras import TORCH_BACKEND_MODULES, require
+from c2f.inference.devices import check_device, cuda_available
 from c2f.inference.onnx_session import onnx_predictor
 from c2f.inference.predictor import Predictor
 from c2f.io.label_sets import LabelSet
 from c2f.shipped import default_onnx_path
 
 BACKENDS = ("auto", "torch", "onnx")
+
+
+def warn(note: str) -> None:
+    """The default for notes: a RuntimeWarning, which library users see once and can filter."""
+    warnings.warn(note, RuntimeWarning, stacklevel=3)
 
 
 def choose_backend(weights: Path | None) -> str:
@@ -20,18 +29,28 @@ def choose_backend(weights: Path | None) -> str:
     return "onnx" if Path(weights).suffix.lower() == ".onnx" else "torch"
 
 
-def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str = "auto",
-                   device: str = "auto") -> tuple[Predictor, LabelSet, bool]:
-    """A predictor for a weights file, its label set, and whether it reads the coarse map."""
+def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str = "auto", device: str = "auto",
+                   on_note: Callable[[str], None] | None = None) -> tuple[Predictor, LabelSet, bool]:
+    """A predictor for a weights file, its label set, and whether it reads the coarse map.
+
+    --device cuda where the GPU cannot be used runs on the CPU instead, after one line to on_note
+    (default: a RuntimeWarning): refining gives the same maps there, only slower.
+    """
+    on_note = on_note or warn
     if backend == "auto":
         backend = choose_backend(weights)
     if backend == "onnx":
-        return onnx_predictor(weights, labels, device)
+        return onnx_predictor(weights, labels, device, on_note)
     if backend != "torch":
         raise C2FError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
     # Imported here, not at the top: torch takes seconds to import, and the ONNX path never needs it.
+    require(f"the torch backend ({Path(weights).name})" if weights else "the torch backend", *TORCH_BACKEND_MODULES)
     from c2f.inference.torch_backend import torch_predictor
     from c2f.weights import load_weights
 
     model, stored_labels, _ = load_weights(weights, labels)
+    check_device(device)
+    if device == "cuda" and not cuda_available():
+        on_note("torch sees no CUDA GPU, so this runs on the CPU; install a CUDA build of torch to use the GPU.")
+        device = "cpu"
     return torch_predictor(model, device), stored_labels, model.config.use_coarse

@@ -18,6 +18,13 @@ def check_device(device: str) -> None:
         raise C2FError(f"unknown --device {device!r}; choose one of {', '.join(DEVICES)}.")
 
 
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def choose_torch_device(device: str) -> torch.device:
     """auto picks CUDA when torch sees a GPU, else the CPU; cuda without a GPU is an error."""
     import torch

@@ -24,7 +24,7 @@ from c2f.errors import C2FError
 from c2f.inference.onnx_session import INPUT_NAME, OUTPUT_NAME, onnx_predictor
 from c2f.io.files import check_new_file, guard_outputs, sweep_stale_temporaries, write_atomically
 from c2f.model import UNet
-from c2f.shipped import default_weights_path
+from c2f.shipped import default_weights_path, is_inside_package
 from c2f.weights import load_weights
 
 # Every operator of the U-Net exists since opset 11; 17 loads in every ONNX Runtime we allow (>= 1.17).
@@ -35,14 +35,22 @@ EXPORT_TOLERANCE = 1e-3
 
 def export_onnx(weights: Path | None = None, output: Path | None = None,
                 overwrite: bool = True) -> tuple[Path, float]:
-    """Write a weights file's model as ONNX (next to it by default); return its path and checked difference.
+    """Write a weights file's model as ONNX; return its path and checked difference.
+
+    The output defaults to the weights' path with the suffix .onnx, and for the shipped model
+    (no weights given) to fasseg.onnx in the current folder: never into the installed package.
 
     Batch, height and width are dynamic, so one file serves any window size,
     batch size and --whole-image. The new file is run once against torch and
     refused if its logits differ by more than EXPORT_TOLERANCE.
     """
+    if output is None:
+        output = Path(weights).with_suffix(".onnx") if weights else Path(default_weights_path().with_suffix(".onnx").name)
     weights = Path(weights) if weights else default_weights_path()
-    output = Path(output) if output else weights.with_suffix(".onnx")
+    output = Path(output)
+    if is_inside_package(output):
+        raise C2FError(f"{output} lies inside the installed c2f package; pass --output with a path of your own, "
+                       "e.g. --output model.onnx.")
     if output.suffix.lower() != ".onnx":
         raise C2FError(f"{output}: an ONNX model is written to a file ending in .onnx.")
     started = time.time()

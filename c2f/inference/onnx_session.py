@@ -6,8 +6,11 @@ label set and model config that `c2f export` wrote.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -23,18 +26,32 @@ INPUT_NAME = "inputs"  # float32 (batch, C, height, width), height and width mul
 OUTPUT_NAME = "logits"  # float32 (batch, K, height, width)
 
 
+CUDA_PROVIDER = "CUDAExecutionProvider"
+# What to do when ONNX Runtime cannot run on the GPU: pip installs onnxruntime-gpu beside onnxruntime
+# and, depending on the order, either may own the shared `onnxruntime` folder.
+CUDA_HINT = ('for the GPU: pip uninstall -y onnxruntime onnxruntime-gpu && pip install "c2f[gpu]", '
+             "with CUDA and cuDNN as onnxruntime-gpu requires")
+
+
 def choose_providers(device: str) -> list[str]:
-    """ONNX Runtime providers: CUDA first when available and allowed, then the CPU."""
+    """ONNX Runtime providers: CUDA first when it is listed and not refused (--device cpu), then the CPU."""
     import onnxruntime
 
     check_device(device)
-    has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    if device == "cuda" and not has_cuda:
-        raise C2FError("--device cuda was asked for, but this ONNX Runtime has no CUDA provider; "
-                       "install onnxruntime-gpu, or use --device auto or cpu.")
-    if device != "cpu" and has_cuda:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device != "cpu" and CUDA_PROVIDER in onnxruntime.get_available_providers():
+        return [CUDA_PROVIDER, "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
+
+
+def cuda_note(device: str, providers: list[str], session_providers: list[str]) -> str | None:
+    """One line when the GPU was wanted but the session runs on the CPU, else None (auto on a CPU-only install)."""
+    if CUDA_PROVIDER in session_providers or device == "cpu":
+        return None
+    if CUDA_PROVIDER in providers:  # listed, but it failed to load: missing CUDA or cuDNN libraries
+        return f"ONNX Runtime's CUDA provider could not load, so this runs on the CPU; {CUDA_HINT}."
+    if device == "cuda":
+        return f"this ONNX Runtime has no CUDA provider, so this runs on the CPU; {CUDA_HINT}."
+    return None
 
 
 def thread_count() -> int:
@@ -45,8 +62,11 @@ def thread_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def open_session(path: Path, device: str):
-    """One InferenceSession for the file, with clear errors for missing or broken files."""
+def open_session(path: Path, device: str, on_note: Callable[[str], None] | None = None):
+    """One InferenceSession for the file, with clear errors for missing or broken files.
+
+    When the GPU was asked for but cannot be used, the session runs on the CPU and on_note hears why.
+    """
     import onnxruntime
     from onnxruntime.capi import onnxruntime_pybind11_state as runtime_errors
 
@@ -55,12 +75,19 @@ def open_session(path: Path, device: str):
     options.intra_op_num_threads = thread_count()
     options.log_severity_level = 3  # errors only: no warnings about unused initialisers and such
     try:
-        return onnxruntime.InferenceSession(str(path), options, providers=providers)
+        # When CUDA fails to load, ONNX Runtime retries on the CPU after printing a banner to stdout, which
+        # would mix into the output; cuda_note says the same in one line.
+        with contextlib.redirect_stdout(io.StringIO()):
+            session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except (runtime_errors.InvalidProtobuf, runtime_errors.InvalidGraph, runtime_errors.Fail,
             runtime_errors.NoSuchFile, runtime_errors.RuntimeException, runtime_errors.InvalidArgument,
             ValueError) as error:  # ValueError: a damaged file's names are not even UTF-8
         raise C2FError(f"{path} is not a readable ONNX model ({str(error).strip()}); it may be truncated. "
                        "Re-create it with `c2f export`.") from None
+    note = cuda_note(device, providers, session.get_providers())
+    if note and on_note:
+        on_note(note)
+    return session
 
 
 def read_metadata(session, path: Path) -> tuple[LabelSet, ModelConfig]:
@@ -101,8 +128,8 @@ def checked_logits(logits: np.ndarray, batch: np.ndarray, num_classes: int, path
     return logits
 
 
-def onnx_predictor(weights: Path | None, labels: LabelSet | None,
-                   device: str = "auto") -> tuple[Predictor, LabelSet, bool]:
+def onnx_predictor(weights: Path | None, labels: LabelSet | None, device: str = "auto",
+                   on_note: Callable[[str], None] | None = None) -> tuple[Predictor, LabelSet, bool]:
     """An ONNX Runtime predictor for an exported file, its label set, and whether it reads the coarse map."""
     path = Path(weights) if weights else default_onnx_path()
     if path.suffix.lower() == ".safetensors":
@@ -111,7 +138,7 @@ def onnx_predictor(weights: Path | None, labels: LabelSet | None,
     if not path.is_file():
         hint = "run `c2f export` to create it" if weights is None else "export one with `c2f export --weights ...`"
         raise C2FError(f"ONNX model not found: {path}; {hint}, or use --backend torch.")
-    session = open_session(path, device)
+    session = open_session(path, device, on_note)
     stored_labels, config = read_metadata(session, path)
     labels = check_labels(stored_labels, labels, path)
     output_names = [OUTPUT_NAME]

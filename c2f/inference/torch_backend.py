@@ -10,9 +10,9 @@ from c2f.inference.predictor import Predictor
 from c2f.model import UNet
 
 
-def torch_predictor(model: UNet, device: str = "cpu") -> Predictor:
-    """Wrap a model as a numpy-in, numpy-out predictor on the chosen device."""
-    target = choose_torch_device(device)
+def torch_predictor(model: UNet, device: str | torch.device = "cpu") -> Predictor:
+    """Wrap a model as a numpy-in, numpy-out predictor on the chosen device (auto, cpu, cuda, or a torch.device)."""
+    target = device if isinstance(device, torch.device) else choose_torch_device(device)
     model = model.to(target).eval()
 
     def predict(batch: np.ndarray) -> np.ndarray:

@@ -23,11 +23,12 @@ def score_refinement(predictor: Predictor, samples: list[LoadedSample], num_clas
     return scores_from_confusion(confusion)
 
 
-def evaluate(model: UNet, samples: list[LoadedSample], num_classes: int) -> dict[str, float]:
-    """Pooled pixel accuracy and mean IoU of whole-image predictions on fine-labelled samples."""
+def evaluate(model: UNet, samples: list[LoadedSample], class_names: tuple[str, ...]) -> dict[str, float]:
+    """Pooled pixel accuracy, mean IoU and IoU per class (val_iou_<name>) of whole-image predictions."""
     model.eval()
     # The network's own output, unsmoothed, so validation figures compare across c2f versions.
-    scores = score_refinement(torch_predictor(model), samples, num_classes, model.config.use_coarse,
+    device = next(model.parameters()).device  # where training runs: moving the model would strand its optimiser
+    scores = score_refinement(torch_predictor(model, device), samples, len(class_names), model.config.use_coarse,
                               WindowSettings(whole_image=True, smoothing=0.0))
     return {"val_accuracy": scores.pixel_accuracy, "val_miou": scores.mean_iou,
-            **{f"val_iou_{index}": iou for index, iou in enumerate(scores.class_iou)}}
+            **{f"val_iou_{name}": iou for name, iou in zip(class_names, scores.class_iou)}}

@@ -110,7 +110,7 @@ def discriminator_step(discriminator: Discriminator, optimizer: torch.optim.Opti
 
 def perturbed(inputs: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """A strongly perturbed copy of network inputs: harsher colour jitter than training's, and noise."""
-    contrast, brightness, gain = (torch.from_numpy(factor.astype(np.float32))
+    contrast, brightness, gain = (torch.from_numpy(factor.astype(np.float32)).to(inputs.device)
                                   for factor in jitter_factors(inputs.shape[0], rng, STRONG_JITTER))
     photo = inputs[:, :3] * contrast * gain + brightness + 0.1 * torch.randn_like(inputs[:, :3])
     return torch.cat([photo, inputs[:, 3:]], dim=1)
@@ -159,14 +159,15 @@ def gan_step(model: nn.Module, optimizer: torch.optim.Optimizer, discriminator: 
     fooling = adversarial_loss(discriminator.kind, discriminator(inputs[:, :3], shown), True)
     supervised = functional.cross_entropy(logits, targets, weight=loss_weights, ignore_index=num_classes)
     if second_step and discriminator.kind == "image":
-        loss = torch.zeros(())  # the 2019 report's step 2 drops the fine faces altogether
+        loss = torch.zeros((), device=inputs.device)  # the 2019 report's step 2 drops the fine faces altogether
     else:
         loss = supervised + ADVERSARIAL_WEIGHT * fooling
     if second_step:
         picks = rng.integers(0, len(coarse_only), size=len(inputs))
         crops = [random_crop(coarse_only[index], coarse_only[index].coarse, crop_size, rng) for index in picks]
         unlabelled_inputs, _ = make_batch(crops, num_classes, True, rng)
-        semi, confident_share = coarse_only_loss(model, discriminator, unlabelled_inputs, loss_weights, rng)
+        semi, confident_share = coarse_only_loss(model, discriminator, unlabelled_inputs.to(inputs.device),
+                                                 loss_weights, rng)
         loss = loss + semi
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

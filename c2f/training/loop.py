@@ -5,14 +5,20 @@ holds the model and optimiser state after a complete epoch, so a run killed at
 any moment and resumed reaches exactly the result of an uninterrupted one.
 One epoch skeleton (train_epoch) serves every mode; a mode only decides what one
 optimiser step does with a batch.
+
+On a CUDA GPU the same loop runs in mixed precision (bfloat16 where the GPU has
+it) with batches from DataLoader workers (batches.py); checkpoints are the same
+files, but GPU kernels are not bit-for-bit repeatable, so there a resumed run
+matches an uninterrupted one only closely, not exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from dataclasses import dataclass
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -23,15 +29,17 @@ from torch import nn
 
 from c2f.config import ModelConfig, TrainConfig
 from c2f.errors import C2FError
+from c2f.inference.devices import choose_torch_device
 from c2f.io.files import guard_output_folders, guard_outputs, sweep_stale_temporaries
 from c2f.io.label_sets import LabelSet, check_labels
 from c2f.training import gan
-from c2f.training.augment import make_batch, random_crop, void_coarse_regions
+from c2f.training.batches import SeededBatches, in_process_batches, worker_batches, worker_count
 from c2f.training.curves import write_log
 from c2f.training.evaluation import evaluate
 from c2f.training.run_state import (
     CHECKPOINT_NAME,
     Run,
+    move_run,
     resume_run,
     save_checkpoint,
     start_run,
@@ -43,6 +51,7 @@ from c2f.training.samples import (
     split_fine_and_coarse_only,
     split_samples,
 )
+from c2f.shipped import resolve_weights
 from c2f.weights import check_model_config, load_tensors, save_weights
 
 WEIGHTS_NAME = "model.safetensors"
@@ -101,27 +110,36 @@ def supervised_step(run: Run, network: nn.Module, criterion: nn.Module, inputs: 
     return {"train_loss": loss.item()}
 
 
+def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on a CUDA GPU that has it (no loss scaling needed); full precision elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        # The whole step runs inside: backward ops take the dtypes their forward ops were given anyway.
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedSample], config: TrainConfig,
                 epoch: int, on_step: Callable[[int, int, float], None] | None,
-                parallel: DataParallel | None = None, network: nn.Module | None = None) -> dict[str, float]:
+                parallel: DataParallel | None = None, network: nn.Module | None = None,
+                device: torch.device = torch.device("cpu"), workers: int = 0) -> dict[str, float]:
     """One pass of random crops of the fine-labelled samples; returns the epoch's mean losses.
 
     Data-parallel, each process trains its share of the epoch's order (epoch_share) through
     network (run.model wrapped by parallel.wrap) and the losses are averaged over the processes.
+    On a GPU, DataLoader workers prepare the batches (training/batches.py).
     """
     rng = np.random.default_rng([config.seed, epoch])
     torch.manual_seed(config.seed * 100_003 + epoch)
     set_learning_rate(run.optimizer, config, epoch)
     if run.discriminator_optimizer is not None:
         set_learning_rate(run.discriminator_optimizer, config, epoch)
+    loss_weights = torch.from_numpy(run.loss_weights).to(device)
     if config.mode == "gan":
         second_step = gan.in_second_step(config, epoch, bool(coarse_only))
         step_function = partial(gan.gan_step, run.model, run.optimizer, run.discriminator,
-                                run.discriminator_optimizer, torch.from_numpy(run.loss_weights), coarse_only,
-                                config.crop_size, second_step)
+                                run.discriminator_optimizer, loss_weights, coarse_only, config.crop_size, second_step)
     else:
-        criterion = nn.CrossEntropyLoss(weight=torch.from_numpy(run.loss_weights),
-                                        ignore_index=run.model.config.num_classes)
+        criterion = nn.CrossEntropyLoss(weight=loss_weights, ignore_index=run.model.config.num_classes)
         step_function = partial(supervised_step, run, network or run.model, criterion)
     order = np.repeat(np.arange(len(samples)), config.crops_per_image)
     rng.shuffle(order)
@@ -129,15 +147,18 @@ def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedS
     if parallel is not None and parallel.world > 1:  # each process its own crops and jitter, still from (seed, epoch)
         rng = np.random.default_rng([config.seed, epoch, parallel.rank])
     steps = math.ceil(len(order) / config.batch_size)
+    shape = (config.batch_size, config.crop_size, run.model.config.num_classes, run.model.config.use_coarse)
+    if device.type == "cpu":
+        batches = in_process_batches(samples, order, *shape, rng, config.void_probability)
+    else:
+        batches = worker_batches(SeededBatches(samples, order, *shape, config.seed, epoch, config.void_probability),
+                                 workers, pin_memory=True)
     totals: dict[str, float] = {}
     run.model.train()
-    for step in range(steps):
-        chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
-        crops = [random_crop(samples[index], samples[index].fine, config.crop_size, rng) for index in chosen]
-        crops = [void_coarse_regions(crop, run.model.config.num_classes, config.void_probability, rng)
-                 for crop in crops]
-        inputs, targets = make_batch(crops, run.model.config.num_classes, run.model.config.use_coarse, rng)
-        losses = step_function(inputs, targets, rng)
+    for step, (inputs, targets, step_rng) in enumerate(batches):
+        with mixed_precision(device):
+            losses = step_function(inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True),
+                                   step_rng)
         for key, value in losses.items():
             totals[key] = totals.get(key, 0.0) + value
         if on_step:
@@ -151,16 +172,18 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
                 out_dir: Path, resume: bool = False, command: str = "",
                 on_step: Callable[[int, int, float], None] | None = None,
                 on_epoch: Callable[[dict], None] | None = None, parallel: DataParallel | None = None,
-                until_epoch: int | None = None) -> Path:
+                until_epoch: int | None = None, device: str = "cpu") -> Path:
     """Train a model on fine-labelled samples, checkpointing every epoch; returns the weights path.
 
     Data-parallel (parallel given), every process runs this with its rank and only rank 0 writes;
-    until_epoch stops after that epoch, for a later --resume to continue.
+    until_epoch stops after that epoch, for a later --resume to continue. device: cpu, cuda, or auto
+    (CUDA when torch sees a GPU); only the CPU repeats runs bit for bit.
     """
-    config = config.resolved()
+    target = choose_torch_device(device)
+    config = config.resolved()  # checkpoints store, and --resume compares, the fine_fraction actually used
     if parallel is not None and config.mode == "gan":
         raise C2FError("--workers trains the conditional and segment modes; train --mode gan in one process.")
-    writes = parallel is None or parallel.rank == 0  # checkpoints store, and --resume compares, the fine_fraction actually used
+    writes = parallel is None or parallel.rank == 0
     labelled = [sample for sample in samples if sample.fine is not None]
     if len(labelled) < 1:
         raise C2FError("training needs at least one sample with a fine map.")
@@ -180,13 +203,17 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
                            "or choose another --out.")
         weights = class_weights([s.fine for s in train_samples], model_config.num_classes, config.class_weight_power)
         run = start_run(model_config, config, weights, labels)
+    move_run(run, target)
+    workers = worker_count() if target.type != "cpu" else 0
+    if target.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick its fastest kernels once
     network = parallel.wrap(run.model) if parallel is not None else run.model
     for epoch in range(len(run.history), min(config.epochs, until_epoch or config.epochs)):
         started = time.perf_counter()
         row = {"epoch": epoch + 1, **train_epoch(run, train_samples, coarse_only, config, epoch, on_step,
-                                                 parallel, network)}
+                                                 parallel, network, target, workers)}
         if validation_samples and writes:
-            row.update(evaluate(run.model, validation_samples, model_config.num_classes))
+            row.update(evaluate(run.model, validation_samples, labels.names))
         row["seconds"] = time.perf_counter() - started
         run.history.append(row)
         if writes:
@@ -209,13 +236,16 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
                       depth: int | None = None, resume: bool = False, command: str = "",
                       on_step: Callable[[int, int, float], None] | None = None,
                       on_epoch: Callable[[dict], None] | None = None, parallel: DataParallel | None = None,
-                      until_epoch: int | None = None) -> Path:
-    """`c2f train`: check the settings, read a dataset folder, train, and return the weights path."""
+                      until_epoch: int | None = None, device: str = "auto") -> Path:
+    """`c2f train`: check the settings, read a dataset folder, train on `device`, and return the weights path."""
     started = time.time()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise C2FError(f"{out_dir} is a file, but --out names a run folder.")
-    init = Path(config.init_weights) if config.init_weights else None
+    choose_torch_device(device)  # refuse --device cuda without a GPU before reading the dataset
+    init = resolve_weights(Path(config.init_weights)) if config.init_weights else None
+    if init is not None:
+        config = dataclasses.replace(config, init_weights=str(init))
     guard_output_folders({"the dataset folder --data": data}, {"--out": out_dir})
     guard_outputs({"the --init weights": init},
                   {f"the run's {name}": out_dir / name for name in (WEIGHTS_NAME, CHECKPOINT_NAME, "log.csv", "curves.png")})
@@ -228,4 +258,4 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
     samples = [load_sample(sample, labels) for sample in find_samples(data)]
     sweep_stale_temporaries([out_dir], started)
     return train_model(samples, labels, model_config, config, out_dir, resume, command, on_step, on_epoch,
-                       parallel, until_epoch)
+                       parallel, until_epoch, device)

@@ -92,6 +92,19 @@ def start_run(model_config: ModelConfig, config: TrainConfig, loss_weights: np.n
     return run
 
 
+def move_run(run: Run, device: torch.device) -> None:
+    """Move the networks and their optimisers' state to a device (a no-op on the CPU, where runs start)."""
+    if device.type == "cpu":
+        return
+    pairs = [(run.model, run.optimizer), (run.discriminator, run.discriminator_optimizer)]
+    for network, optimizer in pairs:
+        if network is None:
+            continue
+        network.to(device)
+        # Reloading its own state casts Adam's moments to the parameters' device (and keeps its step on the CPU).
+        optimizer.load_state_dict(optimizer.state_dict())
+
+
 def initial_weights(path: Path, model_config: ModelConfig, labels: LabelSet | None) -> UNet:
     """The model in `path`, refused unless it has this run's architecture and label set."""
     model, _, _ = load_weights(path, labels)
