@@ -42,7 +42,8 @@ def as_photo(photo: ArrayOrPath) -> np.ndarray:
 
 
 def as_class_ids(label_map: ArrayOrPath, labels: LabelSet, what: str) -> np.ndarray:
-    """(H, W) class ids from a map file, an (H, W) integer array, or a uint8 (H, W, 3) colour-coded array."""
+    """(H, W) class ids from a map file, an (H, W) integer array of class indices (K: not annotated / ignored), or a
+    uint8 (H, W, 3) colour-coded array."""
     if isinstance(label_map, (str, Path)):
         return read_label_map(Path(label_map), labels).class_ids
     array = np.asarray(label_map)

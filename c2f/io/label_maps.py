@@ -231,6 +231,15 @@ def ids_to_classes(ids: np.ndarray, labels: LabelSet, path: Path) -> np.ndarray:
     return classes.astype(id_dtype(labels.num_classes))
 
 
+def check_ids(ids: np.ndarray, labels: LabelSet, path: Path) -> None:
+    """Refuse an array of class indices outside 0..K (K: not annotated / ignored), as arrays passed by code hold."""
+    if int(ids.min(initial=0)) < 0 or int(ids.max(initial=0)) > labels.ignore_index:
+        outside = int(((ids < 0) | (ids > labels.ignore_index)).sum())
+        raise C2FError(f"{path}: {outside} pixels hold class ids up to {int(ids.max(initial=0))} (lowest "
+                       f"{int(ids.min(initial=0))}), but they run 0..{labels.num_classes - 1}, and "
+                       f"{labels.ignore_index} for not annotated; pass the right labels.")
+
+
 def describe_ids(labels: LabelSet) -> str:
     """The ids a table names, shortly: "0..5" or a list."""
     known = sorted(set(labels.ids) | {entry.id for entry in labels.ignore if entry.id >= 0})
