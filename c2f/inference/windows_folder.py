@@ -15,12 +15,13 @@ from typing import Iterator
 
 import numpy as np
 
-from c2f.config import MAX_CLASSES, MAX_PIXELS, MAX_WINDOW, is_smoothing
+from c2f.config import MAX_CLASSES, MAX_WINDOW, is_smoothing
 from c2f.errors import C2FError
 from c2f.inference.tiling import Box, Stitcher, stitch_class_ids, stitch_probabilities
 from c2f.io.documents import parse_json
 from c2f.io.files import write_atomically
 from c2f.io.label_sets import LabelSet
+from c2f.io.photos import max_pixels
 
 MANIFEST_NAME = "manifest.json"
 
@@ -172,11 +173,11 @@ def read_manifest(manifest_path: Path) -> tuple[dict, list[tuple[Box, Path]]]:
             and is_count(manifest.get("overlap"), 0) and manifest["overlap"] < MAX_WINDOW
             and is_count(manifest.get("num_classes"), 1) and manifest["num_classes"] <= MAX_CLASSES
             and is_smoothing(manifest.get("smoothing", 0.0))
-            and height * width <= MAX_PIXELS and padded[0] < height + MAX_WINDOW and padded[1] < width + MAX_WINDOW
+            and height * width <= max_pixels() and padded[0] < height + MAX_WINDOW and padded[1] < width + MAX_WINDOW
             and manifest["num_classes"] * padded[0] * padded[1] <= MAX_STITCHED_VALUES
             and isinstance(manifest.get("windows"), list) and manifest["windows"]):
         raise C2FError(f"{damaged}: height, width, padded, overlap, num_classes, smoothing or windows are "
-                       f"missing, invalid or beyond c2f's limits ({MAX_PIXELS // 1_000_000} megapixels, "
+                       f"missing, invalid or beyond c2f's limits ({max_pixels() / 1e6:g} megapixels, "
                        f"{MAX_CLASSES} classes); re-run refine with --windows-dir.")
     entries = []
     for entry in manifest["windows"]:
