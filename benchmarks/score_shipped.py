@@ -4,6 +4,12 @@ Run from the repository root:
 
     python benchmarks/score_shipped.py
     python benchmarks/score_shipped.py --weights runs/mine/model.safetensors --training-faces
+    python benchmarks/score_shipped.py --precision int8   # the int8 model against float32's
+
+The metadata, and so the held-out faces, come from the shipped safetensors unless
+--weights names a .safetensors file. With --precision int8 (or --onnx FILE) the float32
+ONNX model is scored too and the differences (points of pooled accuracy, mIoU) and the
+share of pixels both give the same class are printed.
 
 The held-out faces are the ones named in the weights' metadata (split.validation);
 refinement uses `c2f refine`'s defaults (backend auto: the shipped ONNX file for the
@@ -24,15 +30,32 @@ from pathlib import Path
 
 import numpy as np
 
-from c2f.inference.backends import load_predictor
+from c2f.inference.backends import load_predictor, model_file
 from c2f.training.samples import find_samples, load_sample
 from c2f.inference.sliding_window import refine_map
 from c2f.training.evaluation import score_refinement
 from c2f.score import confusion_matrix, scores_from_confusion
-from c2f.shipped import default_weights_path
+from c2f.shipped import default_onnx_path, default_weights_path
 from c2f.weights import load_tensors
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
+
+
+def compare_with_float32(predictor, samples, num_classes: int, chosen: Path) -> None:
+    """Print the chosen model's pooled accuracy and mIoU beside the shipped float32 ONNX model's, and their agreement."""
+    reference, _, _ = load_predictor(default_onnx_path(), None)
+    maps = {name: [refine_map(model, sample.photo, sample.coarse, num_classes) for sample in samples]
+            for name, model in (("float32", reference), ("chosen", predictor))}
+    scores = {name: scores_from_confusion(sum(confusion_matrix(predicted, sample.fine, num_classes)
+                                              for predicted, sample in zip(maps[name], samples))) for name in maps}
+    same = sum(int((a == b).sum()) for a, b in zip(maps["float32"], maps["chosen"]))
+    total = sum(a.size for a in maps["float32"])
+    float32, ours = scores["float32"], scores["chosen"]
+    print(f"{chosen.name} vs {default_onnx_path().name} on {len(samples)} held-out faces: pixel accuracy "
+          f"{ours.pixel_accuracy:.4%} vs {float32.pixel_accuracy:.4%} "
+          f"({100 * (ours.pixel_accuracy - float32.pixel_accuracy):+.4f} points), mIoU {ours.mean_iou:.4f} vs "
+          f"{float32.mean_iou:.4f} ({ours.mean_iou - float32.mean_iou:+.4f}); same class on {same / total:.3%} "
+          "of pixels\n")
 
 
 def main() -> None:
@@ -40,6 +63,9 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="a .safetensors file (default: the shipped weights)")
     parser.add_argument("--training-faces", action="store_true", help="also score the faces it trained on")
     parser.add_argument("--per-face", action="store_true", help="also score each held-out face on its own")
+    parser.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
+                        help="which shipped model (as `c2f refine --precision`)")
+    parser.add_argument("--onnx", type=Path, help="an .onnx file to score against the shipped float32 ONNX model")
     arguments = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"skipped: {DATA} is absent")
@@ -49,9 +75,12 @@ def main() -> None:
         sys.exit(f"{arguments.weights}: its metadata names no held-out faces (split.validation); "
                  "use weights that `c2f train` wrote with a validation split.")
     held_out, trained_on = set(split["validation"]), set(split.get("train", []))
-    predictor, labels, uses_coarse = load_predictor(arguments.weights, None)
+    chosen = arguments.onnx or model_file(arguments.weights, "auto", arguments.precision)
+    predictor, labels, uses_coarse = load_predictor(chosen, None)
     found = find_samples(DATA)
     samples = [load_sample(sample, labels) for sample in found if sample.name in held_out]
+    if arguments.onnx or arguments.precision == "int8":
+        compare_with_float32(predictor, samples, labels.num_classes, chosen)
     started = time.perf_counter()
     # One refinement per face serves both the pooled table and --per-face.
     refined_maps = [refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None, labels.num_classes)

@@ -59,7 +59,7 @@ def main() -> None:
                                                            sample.fine, num_classes)
     print(f"{len(samples)} held-out FASSEG faces; bands {low:g}-{high:g} px leave {np.mean(void_share):.1%} of "
           f"pixels unannotated\n")
-    print(f"| refined from | pixel accuracy (pooled) | mean IoU |\n| --- | ---: | ---: |")
+    print("| refined from | pixel accuracy (pooled) | mean IoU |\n| --- | ---: | ---: |")
     scores = {name: scores_from_confusion(confusion) for name, confusion in totals.items()}
     for name, value in scores.items():
         print(f"| {name} | {value.pixel_accuracy:.2%} | {value.mean_iou:.3f} |")

@@ -39,6 +39,8 @@ from c2f.config import (
     DiscriminatorKind,
     MapFormat,
     Mode,
+    Precision,
+    ReadLimits,
     TrainConfig,
     WindowSettings,
 )
@@ -272,6 +274,13 @@ def refine(
         help="auto (ONNX Runtime for .onnx files and the shipped model, which it runs about twice as fast on a "
              "CPU; torch for .safetensors), torch, or onnx.")] = Backend.auto,
     device: DeviceOption = Device.auto,
+    precision: Annotated[Precision, typer.Option(
+        help="The shipped model's precision: auto (int8 when weights/fasseg.int8.onnx is present, else float32), "
+             "fp32 or int8. For your own models pass --weights with the file.")] = Precision.auto,
+    max_megapixels: Annotated[float, typer.Option(
+        min=0.01, help="Refuse photos and maps larger than this, read from their headers before decoding "
+                       "(a guard against decompression bombs); raise it for real big photos.")
+    ] = ReadLimits.max_pixels / 1e6,
     window: Annotated[int, typer.Option(help="Window side in pixels (multiple of 32).")] = WindowSettings.window,
     overlap: Annotated[int, typer.Option(
         help="Pixels neighbouring windows share; blended smoothly, so no seams.")] = WindowSettings.overlap,
@@ -311,6 +320,7 @@ def refine(
     """
     from c2f.inference.backends import load_predictor
     from c2f.io.label_sets import load_label_set
+    from c2f.io.photos import read_limits
     from c2f.refine import check_file_outputs, check_refine_inputs, refine_file
 
     if whole_image and windows_only:
@@ -319,44 +329,46 @@ def refine(
     if windows_only or windows_dir is not None:  # saved windows are meant for many workers: keep them windows
         settings = dataclasses.replace(settings, whole_image_max_pixels=0)
     settings.check()
-    check_refine_inputs(image, coarse)
-    requested_labels = load_label_set(labels) if labels else None
-    # Notes from loading (a GPU that cannot be used) come as RuntimeWarnings: print each as one line.
-    with warnings.catch_warnings(record=True) as notes:
-        warnings.simplefilter("always", RuntimeWarning)
-        predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend.value, device.value)
-    for note in notes:
-        if issubclass(note.category, RuntimeWarning):
-            note_conversion(str(note.message))
-        else:
-            warnings.showwarning(note.message, note.category, note.filename, note.lineno)
-    if not uses_coarse:
-        console.print("[yellow]note[/yellow]: this is an RGB-only model (--mode segment); the coarse maps are ignored.")
-    options = dict(settings=settings, output_format=output_format.value if output_format else None, strict=strict)
-    if image.is_dir():
-        from c2f.refine import plan_folder, refine_folder
+    with read_limits(ReadLimits(max_pixels=round(max_megapixels * 1e6))):
+        check_refine_inputs(image, coarse)
+        requested_labels = load_label_set(labels) if labels else None
+        # Notes from loading (a GPU that cannot be used) come as RuntimeWarnings: print each as one line.
+        with warnings.catch_warnings(record=True) as notes:
+            warnings.simplefilter("always", RuntimeWarning)
+            predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend.value,
+                                                               device.value, precision=precision.value)
+        for note in notes:
+            if issubclass(note.category, RuntimeWarning):
+                note_conversion(str(note.message))
+            else:
+                warnings.showwarning(note.message, note.category, note.filename, note.lineno)
+        if not uses_coarse:
+            say("note", "yellow", "this is an RGB-only model (--mode segment); the coarse maps are ignored.")
+        options = dict(settings=settings, output_format=output_format.value if output_format else None, strict=strict)
+        if image.is_dir():
+            from c2f.refine import plan_folder, refine_folder
 
-        pairs, unpaired = plan_folder(image, coarse, output, overlay, overwrite, skip_existing,
-                                      options["output_format"])
-        if not ray:
-            outcomes = refine_folder(predictor, label_set, uses_coarse, pairs, windows_dir=windows_dir, **options)
-        else:
-            from c2f.distributed.ray_refine import ModelSource, connect, refine_folder_on_ray
+            pairs, unpaired = plan_folder(image, coarse, output, overlay, overwrite, skip_existing,
+                                          options["output_format"])
+            if not ray:
+                outcomes = refine_folder(predictor, label_set, uses_coarse, pairs, windows_dir=windows_dir, **options)
+            else:
+                from c2f.distributed.ray_refine import ModelSource, connect, refine_folder_on_ray
 
-            connect(ray_address)
-            source = ModelSource(weights, requested_labels, backend.value, device.value)
-            outcomes = refine_folder_on_ray(source, label_set, pairs, windows_dir=windows_dir,
-                                            cluster=ClusterSettings(workers=workers), **options)
-        render_folder_outcomes(pairs, unpaired, outcomes)
-        return
-    if ray:
-        fail("--ray refines folders; give a folder of photos and a folder of coarse maps.")
-    check_file_outputs(image, coarse, output, overlay, overwrite)
-    result = refine_file(predictor, label_set, uses_coarse, image, coarse, output,
-                         windows_dir=windows_dir, overlay_path=overlay, **options)
-    note_conversion(result.photo_note)
-    warn_far_pixels(coarse, result.far_pixels)
-    say("wrote", "green", f"{result.output}  ({result.changed_fraction:.1%} of pixels changed)", " ")
+                connect(ray_address)
+                source = ModelSource(weights, requested_labels, backend.value, device.value, precision.value)
+                outcomes = refine_folder_on_ray(source, label_set, pairs, windows_dir=windows_dir,
+                                                cluster=ClusterSettings(workers=workers), **options)
+            render_folder_outcomes(pairs, unpaired, outcomes)
+            return
+        if ray:
+            fail("--ray refines folders; give a folder of photos and a folder of coarse maps.")
+        check_file_outputs(image, coarse, output, overlay, overwrite)
+        result = refine_file(predictor, label_set, uses_coarse, image, coarse, output,
+                             windows_dir=windows_dir, overlay_path=overlay, **options)
+        note_conversion(result.photo_note)
+        warn_far_pixels(coarse, result.far_pixels)
+        say("wrote", "green", f"{result.output}  ({result.changed_fraction:.1%} of pixels changed)", " ")
 
 
 def warn_far_pixels(path: Path, count: int) -> None:
@@ -458,18 +470,35 @@ def export(
         "--output", "-o", help="ONNX file to write. Default: beside --weights with the suffix .onnx; "
                               "for the shipped model, fasseg.onnx in the current folder.")] = None,
     overwrite: OverwriteOption = False,
+    quantize: Annotated[Optional[Precision], typer.Option(
+        help="int8: write an int8 model (ONNX Runtime static quantisation, QDQ, per-channel weights) "
+             "calibrated on --calibration, to NAME.int8.onnx by default.")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(
+        help="With --quantize int8: a data folder as for `c2f train` (FASSEG's V1/ and V2/, or images/ and "
+             "coarse/); its photos the weights were trained on (all, if the weights name no split) set the "
+             "int8 ranges.")] = None,
 ) -> None:
     """Export a model as ONNX for `c2f refine --backend onnx` (labels and config travel inside).
 
     Example: c2f export --weights runs/fasseg/model.safetensors
+    int8: c2f export --quantize int8 --calibration ../data/FASSEG
     """
     from c2f.extras import EXPORT_MODULES, require
 
     require("c2f export", *EXPORT_MODULES)
-    from c2f.inference.export import export_onnx
+    from c2f.inference.export import export_int8, export_onnx
 
-    path, difference = export_onnx(weights, output, overwrite)
-    say("wrote", "green", f"{path}  (largest logit difference from torch: {difference:.1e})", " ")
+    if quantize not in (None, Precision.int8):
+        fail("--quantize takes int8 (a plain export is float32).")
+    if (quantize is None) != (calibration is None):
+        fail("--quantize int8 needs --calibration DATA (photos and coarse maps), and --calibration needs --quantize.")
+    if calibration is None:
+        path, difference = export_onnx(weights, output, overwrite)
+        note = ""
+    else:
+        path, difference, agreement = export_int8(calibration, weights, output, overwrite)
+        note = f"; int8 keeps {agreement:.2%} of float32's pixel classes on the calibration photos"
+    say("wrote", "green", f"{path}  (largest logit difference from torch: {difference:.1e}{note})", " ")
 
 
 @app.command()

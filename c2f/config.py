@@ -35,6 +35,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Precision(str, Enum):
+    auto = "auto"  # the shipped int8 model when present, else float32
+    fp32 = "fp32"
+    int8 = "int8"
+
+
 class MapFormat(str, Enum):
     color = "color"  # RGB, one colour per class
     palette = "palette"  # 8-bit palette PNG whose indices are class ids
@@ -96,6 +102,13 @@ MIN_SMOOTHING, MAX_SMOOTHING = 0.1, 32.0
 # Limits on what c2f accepts, so a damaged or hostile file fails in one line instead of exhausting memory.
 MAX_CLASSES = 4096  # a K x K int64 confusion matrix is then 134 MB; label maps hold at most uint16 ids
 MAX_PIXELS = 64_000_000  # width x height of a photo or map (8000 x 8000), checked from the header before decoding
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What `c2f refine` agrees to decode; --max-megapixels raises it for real big photos."""
+
+    max_pixels: int = MAX_PIXELS  # width x height of a photo or map, checked from the header before decoding
 MAX_BATCH = 1024  # windows per network call
 MAX_WINDOW = 4096  # side of a network window; a float32 batch of 8 such windows with 9 channels is 4.8 GB
 
@@ -136,6 +149,15 @@ class WindowSettings:
         if not is_smoothing(self.smoothing):
             raise C2FError(f"--smooth must be 0 (off) or between {MIN_SMOOTHING} and {MAX_SMOOTHING} pixels, "
                            f"got {self.smoothing}.")
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    """How `c2f export --quantize int8` calibrates and checks an int8 model."""
+
+    calibration_images: int = 16  # photos whose activations set the int8 ranges, spread over the folder's sorted names
+    # Share of the calibration pixels whose class the int8 model must keep; the shipped FASSEG model keeps 99.7 %.
+    min_agreement: float = 0.98
 
 
 @dataclass(frozen=True)

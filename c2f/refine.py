@@ -20,10 +20,9 @@ import numpy as np
 
 from c2f.config import WindowSettings
 from c2f.errors import C2FError, ModelError
-from c2f.inference.postprocess import class_ids
 from c2f.inference.predictor import Predictor
-from c2f.inference.sliding_window import refine_probabilities
-from c2f.inference.windows_folder import manifest_labels, stitch_folder
+from c2f.inference.sliding_window import refine_map
+from c2f.inference.windows_folder import manifest_labels, stitch_folder_class_ids
 from c2f.io.files import (
     check_map_output,
     check_new_file,
@@ -80,16 +79,15 @@ def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo
     photo, coarse = inputs if inputs is not None else read_inputs(photo_path, coarse_path, labels)
     check_strict(coarse, coarse_path, strict)
     output_encoding(output_format, coarse.encoding, output_path)  # refuse a format the output cannot hold, early
-    probabilities = refine_probabilities(predictor, photo, coarse.class_ids if uses_coarse else None,
-                                         labels.num_classes, settings, on_batch, windows_dir, labels)
-    return write_outputs(probabilities, photo, coarse, labels, photo_path, output_path, output_format, overlay_path)
+    fine = refine_map(predictor, photo, coarse.class_ids if uses_coarse else None, labels.num_classes, settings,
+                      on_batch, windows_dir, labels)
+    return write_outputs(fine, photo, coarse, labels, photo_path, output_path, output_format, overlay_path)
 
 
-def write_outputs(probabilities: np.ndarray, photo: np.ndarray, coarse: LabelMap, labels: LabelSet,
+def write_outputs(fine: np.ndarray, photo: np.ndarray, coarse: LabelMap, labels: LabelSet,
                   photo_path: Path, output_path: Path, output_format: str | None = None,
                   overlay_path: Path | None = None) -> RefineResult:
-    """Write the fine map of float32 (K, H, W) probabilities atomically (and its overlay first, when asked)."""
-    fine = class_ids(probabilities)
+    """Write the fine map of (H, W) class ids atomically (and its overlay first, when asked)."""
     if overlay_path is not None:  # before the map: an existing map then means its overlay is complete too
         write_overlay(overlay_path, photo, coarse.class_ids, fine, labels)
     encoding = output_encoding(output_format, coarse.encoding, output_path)
@@ -115,9 +113,9 @@ def stitch_file(windows_dir: Path, output: Path, output_format: str = "color", o
     if windows_dir.is_dir():  # its manifest and every window are inputs
         guard_outputs({f"the windows folder's {path.name}": path for path in windows_dir.iterdir()}, {"-o": output})
     sweep_stale_temporaries([Path(output).parent], started)
-    probabilities, manifest = stitch_folder(windows_dir)
+    fine, manifest = stitch_folder_class_ids(windows_dir)
     labels = manifest_labels(manifest, windows_dir)
-    write_label_map(output, class_ids(probabilities), labels, output_encoding(output_format, "color", output))
+    write_label_map(output, fine, labels, output_encoding(output_format, "color", output))
     return len(manifest["windows"])
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 DEFAULT_WEIGHTS_NAME = "fasseg.safetensors"
 DEFAULT_ONNX_NAME = "fasseg.onnx"
+INT8_ONNX_NAME = "fasseg.int8.onnx"  # `c2f export --quantize int8` of the shipped model; refine's default when present
 
 
 def default_weights_path(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
@@ -23,6 +24,11 @@ def default_weights_path(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
 def default_onnx_path() -> Path:
     """The shipped FASSEG model as ONNX: fasseg.onnx beside the shipped safetensors."""
     return default_weights_path(DEFAULT_ONNX_NAME)
+
+
+def int8_onnx_path() -> Path:
+    """The shipped FASSEG model quantised to int8: fasseg.int8.onnx beside the shipped safetensors."""
+    return default_weights_path(INT8_ONNX_NAME)
 
 
 SHIPPED_MODELS = {"fasseg": DEFAULT_WEIGHTS_NAME}  # names that --init accepts for a shipped model

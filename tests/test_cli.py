@@ -193,3 +193,22 @@ def test_main_help_shows_an_example():
 @pytest.mark.parametrize("command", sorted(typer.main.get_command(app).commands))
 def test_every_command_help_shows_an_example(command):
     assert "Example" in run(command, "--help").output
+
+
+def test_max_megapixels_refuses_bigger_photos_and_raising_it_lets_them_through(tmp_path):
+    from PIL import Image
+
+    from conftest import make_scene
+    from c2f.io.label_maps import write_label_map
+    from c2f.io.photos import max_pixels
+
+    photo, coarse, _ = make_scene(120, 100, seed=5)  # 12,000 pixels
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    write_label_map(tmp_path / "coarse.png", coarse, FASSEG_LABELS, "color")
+    arguments = ["refine", str(tmp_path / "photo.png"), str(tmp_path / "coarse.png"), "--precision", "fp32"]
+    refused = CliRunner().invoke(app, [*arguments, "-o", str(tmp_path / "a.png"), "--max-megapixels", "0.01"])
+    assert refused.exit_code == 1 and "--max-megapixels" in refused.output
+    assert not (tmp_path / "a.png").exists()
+    allowed = CliRunner().invoke(app, [*arguments, "-o", str(tmp_path / "b.png"), "--max-megapixels", "0.02"])
+    assert allowed.exit_code == 0, allowed.output
+    assert max_pixels() == 64_000_000  # the limit is raised for that command only

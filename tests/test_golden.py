@@ -1,5 +1,8 @@
 """Golden image: the shipped model refines the shipped example into the committed fine map.
 
+By default refine runs the shipped int8 model (astronaut_fine.png); --precision fp32 runs the
+float32 one (astronaut_fine_fp32.png, which `--weights weights/fasseg.onnx` reproduces byte for byte).
+
 On a mismatch the actual map, the expected one and a difference image (changed
 pixels white) are written to tests/golden/failures/ for a person to look at.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -17,19 +21,23 @@ from c2f.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_PHOTO = ROOT / "examples" / "astronaut.png"
 EXAMPLE_COARSE = ROOT / "examples" / "astronaut_coarse.png"
-EXPECTED = Path(__file__).resolve().parent / "golden" / "astronaut_fine.png"
+GOLDEN = Path(__file__).resolve().parent / "golden"
 FAILURES = Path(__file__).resolve().parent / "golden" / "failures"
 # Another CPU or ONNX Runtime build may round a few logits the other way where two classes tie:
 # at most this share of pixels may differ before the test fails.
 MAX_CHANGED_SHARE = 0.0005
 
 
-def test_the_shipped_model_refines_the_shipped_example_into_the_golden_map(tmp_path):
+@pytest.mark.parametrize("precision, golden_name", [("auto", "astronaut_fine.png"),
+                                                     ("fp32", "astronaut_fine_fp32.png")])
+def test_the_shipped_model_refines_the_shipped_example_into_the_golden_map(tmp_path, precision, golden_name):
     actual_path = tmp_path / "fine.png"
-    result = CliRunner().invoke(app, ["refine", str(EXAMPLE_PHOTO), str(EXAMPLE_COARSE), "-o", str(actual_path)])
+    result = CliRunner().invoke(app, ["refine", str(EXAMPLE_PHOTO), str(EXAMPLE_COARSE), "-o", str(actual_path),
+                                      "--precision", precision])
+    expected_path = GOLDEN / golden_name
     assert result.exit_code == 0, result.output
     actual = np.asarray(Image.open(actual_path).convert("RGB"))
-    expected = np.asarray(Image.open(EXPECTED).convert("RGB"))
+    expected = np.asarray(Image.open(expected_path).convert("RGB"))
     changed = (actual != expected).any(axis=2) if actual.shape == expected.shape else np.ones((1, 1), bool)
     if changed.mean() > MAX_CHANGED_SHARE:
         FAILURES.mkdir(exist_ok=True)

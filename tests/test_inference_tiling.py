@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from conftest import coarse_echo_predictor, make_scene
 
 from c2f.config import WindowSettings
 from c2f.inference.network_input import PHOTO_MEAN, PHOTO_SPREAD, network_input
+from c2f.inference.postprocess import class_ids, smooth
 from c2f.inference.sliding_window import (
     predict_windows,
     refine_map,
@@ -15,9 +18,14 @@ from c2f.inference.sliding_window import (
 )
 from c2f.inference.tiling import (
     Box,
+    PaddedImage,
+    Stitcher,
     blend_weight,
     pad_image,
+    padded_size,
     plan_windows,
+    stitch_class_ids,
+    stitch_probabilities,
     stitch_windows,
     window_starts,
 )
@@ -147,3 +155,77 @@ def test_predict_windows_reports_progress_per_batch(scene):
     assert reports == [(2, 9), (4, 9), (6, 9), (8, 9), (9, 9)]
     for box, probabilities in windows:
         assert probabilities.shape == (NUM_CLASSES, box.height, box.width)
+
+
+def whole_array_class_ids(windows, num_classes, padded, size, overlap, sigma):
+    """The reference the band stitcher must equal: stitch the whole padded (K, H, W) array, crop, smooth, argmax."""
+    sums = np.zeros((num_classes, *padded), np.float32)
+    weights = np.zeros(padded, np.float32)
+    for box, probabilities in windows:
+        weight = blend_weight(box.height, box.width, overlap)
+        sums[(slice(None), *box.slices())] += probabilities * weight
+        weights[box.slices()] += weight
+    probabilities = (sums / weights)[:, :size[0], :size[1]].copy()
+    return class_ids(smooth(probabilities.copy(), sigma)), probabilities
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_band_stitching_equals_the_whole_array_path_byte_for_byte(seed):
+    random = np.random.default_rng(seed)
+    num_classes = int(random.integers(2, 7))
+    height, width = int(random.integers(5, 150)), int(random.integers(5, 150))
+    window = int(random.choice([32, 64]))
+    overlap = int(random.integers(0, window // 2))
+    sigma = float(random.choice([0.0, 0.5, 1.0, 2.0, 3.5, 7.0]))
+    padded = padded_size(height, width, window, 32)
+    boxes = plan_windows(*padded, window, overlap)
+    windows = [(box, random.random((num_classes, box.height, box.width), dtype=np.float32)) for box in boxes]
+    expected_ids, unsmoothed = whole_array_class_ids(windows, num_classes, padded, (height, width), overlap, sigma)
+    stitcher = Stitcher(num_classes, padded, (height, width), overlap, sigma)
+    np.testing.assert_array_equal(stitch_class_ids(iter(windows), stitcher), expected_ids)
+    assert not stitcher.uncovered
+    smoothed = stitch_probabilities(iter(windows), Stitcher(num_classes, padded, (height, width), overlap, sigma))
+    assert smoothed.tobytes() == smooth(unsmoothed, sigma).tobytes()
+
+
+@pytest.mark.parametrize("height, width", [(5, 7), (33, 47), (101, 13), (70, 200)])
+@pytest.mark.parametrize("window", [32, 64])
+def test_cutting_windows_on_demand_equals_padding_the_whole_photo(height, width, window):
+    photo = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    padded = padded_size(height, width, window, 32)
+    whole, lazy = pad_image(photo, *padded), PaddedImage(photo, *padded)
+    assert lazy.shape == whole.shape
+    for box in plan_windows(*padded, window, 8):
+        np.testing.assert_array_equal(lazy[box.slices()], whole[box.slices()])
+
+
+def test_a_window_out_of_row_order_is_refused():
+    stitcher = Stitcher(2, (64, 32), (64, 32), 0)
+    stitcher.add(Box(32, 0, 32, 32), np.ones((2, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="row-major"):
+        stitcher.add(Box(0, 0, 32, 32), np.ones((2, 32, 32), np.float32))
+
+
+def test_rows_no_window_reached_are_marked_uncovered():
+    stitcher = Stitcher(2, (96, 32), (96, 32), 0)
+    probabilities = stitch_probabilities([(Box(0, 0, 32, 32), np.ones((2, 32, 32), np.float32)),
+                                          (Box(64, 0, 32, 32), np.ones((2, 32, 32), np.float32))], stitcher)
+    assert stitcher.uncovered and np.isnan(probabilities[:, 32:64]).all() and not np.isnan(probabilities[:, 64:]).any()
+
+
+def test_refining_a_tall_photo_never_holds_its_class_probabilities_whole():
+    # Not a timing: the largest single allocation tracemalloc sees must stay far below one float32 plane set.
+    height, width = 6144, 192
+    photo, coarse, _ = make_scene(height, width, seed=3)
+    settings = WindowSettings(window=64, overlap=16, batch_size=4, whole_image_max_pixels=0, smoothing=2.0)
+    whole_probabilities = NUM_CLASSES * height * width * 4
+    tracemalloc.start()
+    try:
+        refined = refine_map(coarse_echo_predictor(NUM_CLASSES), photo, coarse, NUM_CLASSES, settings)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(refined, class_ids(refine_probabilities(
+        coarse_echo_predictor(NUM_CLASSES), photo, coarse, NUM_CLASSES, settings)))
+    # The photo and its maps are inputs and outputs; what refining adds is a few bands of rows.
+    assert peak < whole_probabilities / 5, f"peak {peak / 2**20:.1f} MiB"

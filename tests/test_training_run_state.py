@@ -215,7 +215,7 @@ class ScriptedPredictor:
 
 def refine_folder(monkeypatch, folders, out: Path, predictor, *extra: str):
     monkeypatch.setattr(c2f.inference.backends, "load_predictor",
-                        lambda weights, labels, backend, device: (predictor, FASSEG_LABELS, True))
+                        lambda weights, labels, backend, device, precision="auto": (predictor, FASSEG_LABELS, True))
     photos, maps = folders
     result = runner.invoke(app, ["refine", str(photos), str(maps), "-o", str(out), "--whole-image", *extra])
     assert "Traceback" not in result.output

@@ -726,7 +726,6 @@ def onnx_file(path: Path, kind: str, config_text: str | None = None) -> Path:
 
     kind "three": outputs only 3 class planes; "nan": outputs 6 planes of NaN; "good": the coarse planes.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     def constant(name, values, dtype=np.int64):

@@ -71,6 +71,7 @@ class ModelSource:
     labels: LabelSet | None  # the label set the user asked for, checked against the model's
     backend: str = "auto"
     device: str = "auto"
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ class PairRefiner:
 
             torch.set_num_threads(threads)
         self.predictor, self.labels, self.uses_coarse = load_predictor(source.weights, source.labels,
-                                                                       source.backend, source.device)
+                                                                       source.backend, source.device,
+                                                                       source.precision)
         self.job = job
         self.cached: tuple[str, object] | None = None  # the last split photo's inputs, read once per actor
 

@@ -3,7 +3,7 @@
 A batch is a range of the photo's windows in the order refine computes them
 (inference.sliding_window.window_layout). Each worker writes its windows into a
 `--windows-dir` folder (inference.windows_folder); once all are there, the
-manifest is written and the folder is blended by stitch_folder, the function
+manifest is written and the folder is blended by stitch_folder_class_ids, the function
 `c2f stitch` uses. Windows are stored as float32 unless the user asked for a
 windows folder (float16, as refine writes one), so the stitched map is the very
 map a single process writes. Needs no Ray: any engine can run these functions.
@@ -19,7 +19,13 @@ import numpy as np
 from c2f.config import ClusterSettings, WindowSettings
 from c2f.inference.predictor import Predictor
 from c2f.inference.sliding_window import padded_inputs, predict_boxes, window_layout
-from c2f.inference.windows_folder import MANIFEST_NAME, new_manifest, save_window, stitch_folder, write_manifest
+from c2f.inference.windows_folder import (
+    MANIFEST_NAME,
+    new_manifest,
+    save_window,
+    stitch_folder_class_ids,
+    write_manifest,
+)
 from c2f.io.label_maps import LabelMap
 from c2f.io.label_sets import LabelSet
 from c2f.io.photos import photo_size
@@ -77,8 +83,8 @@ def finish_split_pair(labels: LabelSet, pair: FolderPair, settings: WindowSettin
                             settings.smoothing, labels)
     manifest["windows"] = entries
     write_manifest(folder, manifest)
-    probabilities, _ = stitch_folder(folder)
-    result = write_outputs(probabilities, photo, coarse, labels, pair.photo, pair.output, output_format, pair.overlay)
+    fine, _ = stitch_folder_class_ids(folder)
+    result = write_outputs(fine, photo, coarse, labels, pair.photo, pair.output, output_format, pair.overlay)
     if not keeps_windows:
         shutil.rmtree(folder, ignore_errors=True)
     return result

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import io
 import json
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -19,12 +20,15 @@ import numpy as np
 import onnx
 import torch
 
-from c2f.config import FORMAT_VERSION
+from c2f.config import FORMAT_VERSION, QuantizeSettings
 from c2f.errors import C2FError
 from c2f.inference.onnx_session import INPUT_NAME, OUTPUT_NAME, onnx_predictor
+from c2f.inference.quantize import calibration_inputs, quantize_model
 from c2f.io.files import check_new_file, guard_outputs, sweep_stale_temporaries, write_atomically
 from c2f.model import UNet
+from c2f.io.label_sets import LabelSet
 from c2f.shipped import default_weights_path, is_inside_package
+from c2f.training.samples import find_samples, load_sample
 from c2f.weights import load_weights
 
 # Every operator of the U-Net exists since opset 11; 17 loads in every ONNX Runtime we allow (>= 1.17).
@@ -35,17 +39,37 @@ EXPORT_TOLERANCE = 1e-3
 
 def export_onnx(weights: Path | None = None, output: Path | None = None,
                 overwrite: bool = True) -> tuple[Path, float]:
-    """Write a weights file's model as ONNX; return its path and checked difference.
+    """Write a weights file's model as float32 ONNX (next to it by default); return its path and checked difference."""
+    path, difference, _ = export_model(weights, output, overwrite)
+    return path, difference
 
-    The output defaults to the weights' path with the suffix .onnx, and for the shipped model
-    (no weights given) to fasseg.onnx in the current folder: never into the installed package.
+
+def export_int8(calibration: Path, weights: Path | None = None, output: Path | None = None, overwrite: bool = True,
+                settings: QuantizeSettings = QuantizeSettings()) -> tuple[Path, float, float]:
+    """Write a weights file's model as int8 ONNX (NAME.int8.onnx by default): its path, float32's checked
+    difference from torch, and the int8 model's class agreement with float32 on the calibration photos."""
+    path, difference, agreement = export_model(weights, output, overwrite, calibration, settings)
+    return path, difference, agreement
+
+
+def export_model(weights: Path | None = None, output: Path | None = None, overwrite: bool = True,
+                 calibration: Path | None = None,
+                 settings: QuantizeSettings = QuantizeSettings()) -> tuple[Path, float, float | None]:
+    """Write a weights file's model as ONNX (next to it by default); its path, checked difference and int8 agreement.
+
+    The output defaults to the weights' path with the suffix .onnx (.int8.onnx with a
+    calibration folder), and for the shipped model (no weights given) to fasseg.onnx
+    (fasseg.int8.onnx) in the current folder: never into the installed package.
 
     Batch, height and width are dynamic, so one file serves any window size,
-    batch size and --whole-image. The new file is run once against torch and
-    refused if its logits differ by more than EXPORT_TOLERANCE.
+    batch size and --whole-image. The float32 model is run once against torch and
+    refused if its logits differ by more than EXPORT_TOLERANCE. With a calibration
+    folder the file written is the int8 model (NAME.int8.onnx by default), refused
+    unless its class ids agree with float32 (the returned share) on the calibration photos.
     """
+    suffix = ".int8.onnx" if calibration else ".onnx"
     if output is None:
-        output = Path(weights).with_suffix(".onnx") if weights else Path(default_weights_path().with_suffix(".onnx").name)
+        output = Path(weights).with_suffix(suffix) if weights else Path(default_weights_path().with_suffix(suffix).name)
     weights = Path(weights) if weights else default_weights_path()
     output = Path(output)
     if is_inside_package(output):
@@ -58,6 +82,8 @@ def export_onnx(weights: Path | None = None, output: Path | None = None,
     check_new_file(output, overwrite)
     sweep_stale_temporaries([output.parent], started)
     model, labels, metadata = load_weights(weights)
+    calibration_batches = None if calibration is None else calibration_set(calibration, labels, metadata,
+                                                                           model.config.use_coarse, settings)
     model = model.cpu().eval()
     side = 2 * 2 ** model.config.depth  # any multiple of 2**depth traces the same graph
     example = torch.randn(2, model.config.in_channels, side, side)
@@ -77,16 +103,45 @@ def export_onnx(weights: Path | None = None, output: Path | None = None,
                "labels": labels.to_dict(), "source_weights": weights.name}
     for key, value in carried.items():
         onnx_model.metadata_props.add(key=key, value=json.dumps(value))
+    onnx_model.metadata_props.add(key="precision", value=json.dumps("float32"))
     onnx_model.metadata_props.add(key="c2f_format", value=FORMAT_VERSION)
     onnx.checker.check_model(onnx_model)
     checked = []
 
     def write_checked(temporary: Path) -> None:
         # Checked before the rename: a file that fails leaves an existing output (--overwrite) untouched.
-        temporary.write_bytes(onnx_model.SerializeToString())
-        checked.append(check_export(model, temporary, output))
+        if calibration_batches is None:
+            temporary.write_bytes(onnx_model.SerializeToString())
+            checked.append(check_export(model, temporary, output))
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            float_model = Path(folder) / "float32.onnx"
+            float_model.write_bytes(onnx_model.SerializeToString())
+            checked.append(check_export(model, float_model, output))
+            checked.append(quantize_model(float_model, temporary, calibration_batches, settings))
     write_atomically(output, write_checked)
-    return output, checked[0]
+    return output, checked[0], checked[1] if len(checked) > 1 else None
+
+
+def calibration_set(folder: Path, labels: LabelSet, metadata: dict, uses_coarse: bool,
+                    settings: QuantizeSettings) -> list[np.ndarray]:
+    """Network inputs of up to settings.calibration_images photos of a dataset folder (as `c2f train` reads).
+
+    When the weights name their training split, only its photos calibrate, so the faces held
+    out to score the model never shape its int8 ranges.
+    """
+    samples = find_samples(folder)
+    split = metadata.get("split")
+    trained = set(split.get("train", [])) if isinstance(split, dict) else set()
+    if trained:
+        samples = [sample for sample in samples if sample.name in trained]
+        if not samples:
+            raise C2FError(f"{folder} holds none of the photos the weights were trained on; pass the training "
+                           "data folder as --calibration.")
+    step = max(1, len(samples) // settings.calibration_images)
+    chosen = [load_sample(sample, labels) for sample in samples[::step][:settings.calibration_images]]
+    return list(calibration_inputs([(sample.photo, sample.coarse if uses_coarse else None) for sample in chosen],
+                                   labels.num_classes))
 
 
 def check_export(model: UNet, path: Path, output: Path) -> float:

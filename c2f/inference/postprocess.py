@@ -29,25 +29,46 @@ def class_ids(probabilities: np.ndarray) -> np.ndarray:
     return ids
 
 
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """Half of a normalised float32 Gaussian, centre first: weights for offsets 0..radius (radius = ceil(2.5 sigma))."""
+    radius = math.ceil(2.5 * sigma)  # the tails beyond hold 1 % of the weight
+    kernel = np.exp(-np.arange(radius + 1) ** 2 / (2 * sigma**2)).astype(np.float32)
+    kernel /= 2 * kernel.sum() - kernel[0]
+    return kernel
+
+
+def blur_lines(lines: np.ndarray, padded: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Blur float32 lines (n, ...) along axis 0; padded (n + 2 radius, ...) holds them with radius lines each side."""
+    radius, length = len(kernel) - 1, lines.shape[0]
+    blurred = kernel[0] * lines
+    pair = np.empty_like(lines)
+    for offset in range(1, radius + 1):  # the kernel is symmetric: add each pair, then weigh it once
+        before, after = radius - offset, radius + offset
+        np.add(padded[before:before + length], padded[after:after + length], out=pair)
+        pair *= kernel[offset]
+        blurred += pair
+    return blurred
+
+
+def edge_padded(lines: np.ndarray, radius: int) -> np.ndarray:
+    """lines (n, ...) with its first and last line repeated radius times before and after."""
+    return np.concatenate([lines[:1].repeat(radius, axis=0), lines, lines[-1:].repeat(radius, axis=0)])
+
+
 def smooth(probabilities: np.ndarray, sigma: float) -> np.ndarray:
     """Blur each class plane of float32 (K, H, W) probabilities in place by a Gaussian (edges repeated)."""
     # scipy.ndimage.gaussian_filter does the same, but importing scipy would add more to refine's
     # start-up than this blur costs a face; c2f does not depend on scipy otherwise.
-    if not sigma >= MIN_SMOOTHING:  # 0 (off), and NaN, leave them alone
+    if not is_smoothed(sigma):
         return probabilities
-    radius = math.ceil(2.5 * sigma)  # the tails beyond hold 1 % of the weight
-    kernel = np.exp(-np.arange(radius + 1) ** 2 / (2 * sigma**2)).astype(np.float32)
-    kernel /= 2 * kernel.sum() - kernel[0]
+    kernel = gaussian_kernel(sigma)
+    radius = len(kernel) - 1
     for plane in probabilities:  # one class at a time, so a huge photo needs only a few planes of memory
         for lines in (plane, plane.T):  # blur along axis 0 of each: down the columns, then along the rows
-            length = lines.shape[0]
-            padded = np.concatenate([lines[:1].repeat(radius, axis=0), lines, lines[-1:].repeat(radius, axis=0)])
-            blurred = kernel[0] * lines
-            pair = np.empty_like(lines)
-            for offset in range(1, radius + 1):  # the kernel is symmetric: add each pair, then weigh it once
-                before, after = radius - offset, radius + offset
-                np.add(padded[before:before + length], padded[after:after + length], out=pair)
-                pair *= kernel[offset]
-                blurred += pair
-            lines[...] = blurred
+            lines[...] = blur_lines(lines, edge_padded(lines, radius), kernel)
     return probabilities
+
+
+def is_smoothed(sigma: float) -> bool:
+    """Whether a smoothing sigma blurs at all: 0 (off), and NaN, leave probabilities alone."""
+    return sigma >= MIN_SMOOTHING

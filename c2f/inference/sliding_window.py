@@ -1,8 +1,9 @@
 """The one path from a photo and its coarse map to stitched, smoothed class probabilities.
 
 Small images go through the network in one pass, larger ones in overlapping
-windows; either way the windows are blended by tiling.Stitcher and smoothed by
-postprocess.smooth, whatever the predictor.
+windows, cut on demand from the reflection-padded photo; either way the windows
+are blended and smoothed in row bands by tiling.Stitcher, whatever the predictor,
+so a big photo's memory holds its windows' rows, not its (K, H, W) probabilities.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import numpy as np
 
 from c2f.config import SIZE_MULTIPLE, WindowSettings
 from c2f.inference.network_input import network_input
-from c2f.inference.postprocess import class_ids, smooth, softmax
+from c2f.inference.postprocess import softmax
 from c2f.inference.predictor import Predictor
 from c2f.inference.tiling import (
     Box,
+    PaddedImage,
+    Stitcher,
     batched,
-    pad_image,
     padded_size,
     plan_windows,
-    stitch_windows,
+    stitch_class_ids,
+    stitch_probabilities,
 )
 from c2f.inference.windows_folder import new_manifest, save_windows
 from c2f.io.label_sets import LabelSet
@@ -85,9 +88,10 @@ def window_layout(height: int, width: int, settings: WindowSettings) -> WindowLa
 
 
 def padded_inputs(photo: np.ndarray, coarse: np.ndarray | None,
-                  layout: WindowLayout) -> tuple[np.ndarray, np.ndarray | None]:
-    """The photo and coarse ids padded by reflection to the layout's size."""
-    return pad_image(photo, *layout.padded), None if coarse is None else pad_image(coarse, *layout.padded)
+                  layout: WindowLayout) -> tuple[PaddedImage, PaddedImage | None]:
+    """The photo and coarse ids padded by reflection to the layout's size, as views cutting windows on demand."""
+    return (PaddedImage(photo, *layout.padded),
+            None if coarse is None else PaddedImage(coarse, *layout.padded))
 
 
 def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
@@ -103,20 +107,30 @@ def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray |
     return windows, layout.padded, layout.overlap
 
 
+def refined_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
+                    settings: WindowSettings, on_batch: Callable[[int, int], None] | None = None,
+                    windows_dir: Path | None = None, labels: LabelSet | None = None
+                    ) -> tuple[Iterator[tuple[Box, np.ndarray]], Stitcher]:
+    """A photo's windows in row-major order (saved as they pass when windows_dir is given) and their Stitcher."""
+    windows, padded, overlap = refine_windows(predictor, photo, coarse, num_classes, settings, on_batch)
+    if windows_dir is not None:
+        manifest = new_manifest(photo.shape[:2], padded, overlap, num_classes, settings.smoothing, labels)
+        windows = save_windows(windows, Path(windows_dir), manifest)
+    return windows, Stitcher(num_classes, padded, photo.shape[:2], overlap, settings.smoothing)
+
+
 def refine_probabilities(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
                          settings: WindowSettings = WindowSettings(),
                          on_batch: Callable[[int, int], None] | None = None,
                          windows_dir: Path | None = None, labels: LabelSet | None = None) -> np.ndarray:
     """float32 (K, H, W) stitched and smoothed probabilities; windows are also saved when windows_dir is given."""
-    windows, padded, overlap = refine_windows(predictor, photo, coarse, num_classes, settings, on_batch)
-    if windows_dir is not None:
-        manifest = new_manifest(photo.shape[:2], padded, overlap, num_classes, settings.smoothing, labels)
-        windows = save_windows(windows, Path(windows_dir), manifest)
-    probabilities = stitch_windows(windows, num_classes, *padded, overlap)
-    return smooth(probabilities[:, :photo.shape[0], :photo.shape[1]], settings.smoothing)
+    return stitch_probabilities(*refined_windows(predictor, photo, coarse, num_classes, settings, on_batch,
+                                                 windows_dir, labels))
 
 
 def refine_map(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
-               settings: WindowSettings = WindowSettings()) -> np.ndarray:
-    """Fine class ids (H, W) for one photo and its coarse map."""
-    return class_ids(refine_probabilities(predictor, photo, coarse, num_classes, settings))
+               settings: WindowSettings = WindowSettings(), on_batch: Callable[[int, int], None] | None = None,
+               windows_dir: Path | None = None, labels: LabelSet | None = None) -> np.ndarray:
+    """Fine class ids (H, W) for one photo and its coarse map, stitched in row bands (no (K, H, W) array)."""
+    return stitch_class_ids(*refined_windows(predictor, photo, coarse, num_classes, settings, on_batch,
+                                             windows_dir, labels))

@@ -15,13 +15,13 @@ from typing import Iterator
 
 import numpy as np
 
-from c2f.config import MAX_CLASSES, MAX_PIXELS, MAX_WINDOW, is_smoothing
+from c2f.config import MAX_CLASSES, MAX_WINDOW, is_smoothing
 from c2f.errors import C2FError
-from c2f.inference.postprocess import smooth
-from c2f.inference.tiling import Box, stitch_windows
+from c2f.inference.tiling import Box, Stitcher, stitch_class_ids, stitch_probabilities
 from c2f.io.documents import parse_json
 from c2f.io.files import write_atomically
 from c2f.io.label_sets import LabelSet
+from c2f.io.photos import max_pixels
 
 MANIFEST_NAME = "manifest.json"
 
@@ -78,8 +78,8 @@ def save_windows(windows: Iterator[tuple[Box, np.ndarray]], folder: Path,
     write_manifest(folder, manifest)
 
 
-def stitch_folder(folder: Path) -> tuple[np.ndarray, dict]:
-    """Blend a windows folder written by `refine --windows-dir`: (K, H, W) probabilities and its manifest."""
+def folder_windows(folder: Path) -> tuple[Iterator[tuple[Box, np.ndarray]], Stitcher, dict]:
+    """A windows folder's windows in row-major order (loaded one at a time), their Stitcher, and its manifest."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST_NAME
     if not folder.is_dir():
@@ -88,6 +88,8 @@ def stitch_folder(folder: Path) -> tuple[np.ndarray, dict]:
         raise C2FError(f"{folder} has no {MANIFEST_NAME}; it is not a complete `refine --windows-dir` folder.")
     manifest, entries = read_manifest(manifest_path)
     num_classes = manifest["num_classes"]
+    # The stitcher takes windows top to bottom; refine writes them so, and a stable sort keeps its order.
+    entries = sorted(entries, key=lambda entry: (entry[0].top, entry[0].left))
 
     def load_windows() -> Iterator[tuple[Box, np.ndarray]]:
         for box, path in entries:
@@ -104,12 +106,33 @@ def stitch_folder(folder: Path) -> tuple[np.ndarray, dict]:
             except NPY_READ_ERRORS as error:
                 raise C2FError(f"{path} is missing or damaged ({error}); re-run refine for it.") from None
             yield box, probabilities
-    probabilities = stitch_windows(load_windows(), num_classes, *manifest["padded"], manifest["overlap"])
-    probabilities = probabilities[:, :manifest["height"], :manifest["width"]]
-    if np.isnan(probabilities[0]).any():  # no window reached these pixels
-        raise C2FError(f"{manifest_path}: its windows do not cover the whole image; re-run refine with --windows-dir.")
     # Folders written before smoothing existed name none: they are stitched unsmoothed.
-    return smooth(probabilities, manifest.get("smoothing", 0.0)), manifest
+    stitcher = Stitcher(num_classes, tuple(manifest["padded"]), (manifest["height"], manifest["width"]),
+                        manifest["overlap"], manifest.get("smoothing", 0.0))
+    return load_windows(), stitcher, manifest
+
+
+def check_covered(stitcher: Stitcher, folder: Path) -> None:
+    """Refuse a folder whose windows left some pixel of the image without any window."""
+    if stitcher.uncovered:
+        raise C2FError(f"{Path(folder) / MANIFEST_NAME}: its windows do not cover the whole image; "
+                       "re-run refine with --windows-dir.")
+
+
+def stitch_folder(folder: Path) -> tuple[np.ndarray, dict]:
+    """Blend a windows folder written by `refine --windows-dir`: smoothed (K, H, W) probabilities and its manifest."""
+    windows, stitcher, manifest = folder_windows(folder)
+    probabilities = stitch_probabilities(windows, stitcher)
+    check_covered(stitcher, folder)
+    return probabilities, manifest
+
+
+def stitch_folder_class_ids(folder: Path) -> tuple[np.ndarray, dict]:
+    """A windows folder's fine map, (H, W) class ids, stitched in row bands, and its manifest."""
+    windows, stitcher, manifest = folder_windows(folder)
+    fine = stitch_class_ids(windows, stitcher)
+    check_covered(stitcher, folder)
+    return fine, manifest
 
 
 def manifest_labels(manifest: dict, folder: Path) -> LabelSet:
@@ -150,11 +173,11 @@ def read_manifest(manifest_path: Path) -> tuple[dict, list[tuple[Box, Path]]]:
             and is_count(manifest.get("overlap"), 0) and manifest["overlap"] < MAX_WINDOW
             and is_count(manifest.get("num_classes"), 1) and manifest["num_classes"] <= MAX_CLASSES
             and is_smoothing(manifest.get("smoothing", 0.0))
-            and height * width <= MAX_PIXELS and padded[0] < height + MAX_WINDOW and padded[1] < width + MAX_WINDOW
+            and height * width <= max_pixels() and padded[0] < height + MAX_WINDOW and padded[1] < width + MAX_WINDOW
             and manifest["num_classes"] * padded[0] * padded[1] <= MAX_STITCHED_VALUES
             and isinstance(manifest.get("windows"), list) and manifest["windows"]):
         raise C2FError(f"{damaged}: height, width, padded, overlap, num_classes, smoothing or windows are "
-                       f"missing, invalid or beyond c2f's limits ({MAX_PIXELS // 1_000_000} megapixels, "
+                       f"missing, invalid or beyond c2f's limits ({max_pixels() / 1e6:g} megapixels, "
                        f"{MAX_CLASSES} classes); re-run refine with --windows-dir.")
     entries = []
     for entry in manifest["windows"]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import struct
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from c2f.config import MAX_PIXELS
+from c2f.config import ReadLimits
 from c2f.errors import C2FError
 from c2f.io.documents import first_line
 
@@ -26,12 +28,35 @@ ORIENTATIONS = {2: "mirrored", 3: "rotated 180°", 4: "flipped upside down", 5: 
                 6: "rotated 90° clockwise", 7: "mirrored and rotated 90°", 8: "rotated 90° anticlockwise"}
 
 
+# The limit in force: a command that reads big photos on purpose raises it with read_limits().
+current_limits = [ReadLimits()]
+
+
+@contextmanager
+def read_limits(limits: ReadLimits) -> Iterator[None]:
+    """Within the block, read images up to limits.max_pixels (Pillow's own bomb guard raised to match)."""
+    previous_pillow = Image.MAX_IMAGE_PIXELS
+    current_limits.append(limits)
+    # Pillow warns above its limit and refuses above twice it; c2f's header check is the guard that counts.
+    Image.MAX_IMAGE_PIXELS = max(previous_pillow or 0, limits.max_pixels)
+    try:
+        yield
+    finally:
+        current_limits.pop()
+        Image.MAX_IMAGE_PIXELS = previous_pillow
+
+
+def max_pixels() -> int:
+    """The most pixels (width x height) c2f decodes now."""
+    return current_limits[-1].max_pixels
+
+
 def check_pixels(size: tuple[int, int], path: Path) -> None:
-    """Refuse an image whose header claims more than MAX_PIXELS, before anything is decoded."""
+    """Refuse an image whose header claims more than the pixel limit, before anything is decoded."""
     width, height = size
-    if width * height > MAX_PIXELS:
-        raise C2FError(f"{path} is {width}x{height} pixels, more than c2f reads ({MAX_PIXELS // 1_000_000} "
-                       "megapixels); scale it down or cut it into parts.")
+    if width * height > max_pixels():
+        raise C2FError(f"{path} is {width}x{height} pixels, more than c2f reads ({max_pixels() / 1e6:g} "
+                       "megapixels); pass --max-megapixels to refine a photo this big, or scale it down.")
 
 
 def describe_format(path: Path) -> str | None:
@@ -70,7 +95,7 @@ def open_image(path: Path, upright: bool = False) -> Image.Image:
                        "convert it to PNG.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise C2FError(f"{path} is too large to read safely ({first_line(error)}); c2f reads at most "
-                       f"{MAX_PIXELS // 1_000_000} megapixels.") from None
+                       f"{max_pixels() / 1e6:g} megapixels.") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as error:
         raise C2FError(f"{path} is truncated or corrupt ({first_line(error)}); re-export it.") from None
 

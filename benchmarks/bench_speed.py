@@ -1,0 +1,283 @@
+"""Speed at the machine's limit: FLOPs against measured peaks, time and memory per megapixel, c2f against densecrf.
+
+Run from the repository root (about ten minutes on two cores; --big adds a 400-megapixel photo):
+
+    python benchmarks/bench_speed.py
+    python benchmarks/bench_speed.py --big
+
+All in one run, so ratios compare like with like:
+(a) FLOPs of one padded FASSEG face (torch's FlopCounterMode), the machine's measured peaks
+    (float32 torch.mm and ONNX Runtime MatMul; int8 ONNX Runtime MatMulInteger, u8 x s8, what
+    the int8 model's convolutions run on), and the share of the matching peak each backend and
+    precision reaches on the network alone.
+(b) `c2f refine` end to end, one command per photo (process start included), for photos of
+    0.2, 2 and 24 megapixels (and 400 with --big): seconds per megapixel and peak memory
+    (maximum resident set size from /usr/bin/time -v), int8 (the default) and float32.
+    The photos are the shipped example resized, its coarse map resized with it.
+(c) The held-out FASSEG faces in folder mode, one command each for c2f (default: int8) and
+    densecrf (pydensecrf, when installed), process start included; seconds per face and accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+DATA = REPOSITORY.parent / "shared" / "data" / "FASSEG"
+EXAMPLE_PHOTO = REPOSITORY / "examples" / "astronaut.png"
+EXAMPLE_COARSE = REPOSITORY / "examples" / "astronaut_coarse.png"
+FACE = (512, 416)  # a FASSEG face padded to multiples of 32 (rows, columns)
+SIZES = {0.2: (512, 416), 2: (1632, 1248), 24: (4000, 6000)}
+BIG = {400: (20000, 20000)}
+
+
+def best_seconds(function, repeats: int) -> float:
+    """Fastest of repeats calls after one warm-up: the least disturbed by other work on a shared machine."""
+    function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def ort_session(model, threads: int):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    source = model if isinstance(model, str) else model.SerializeToString()
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def measure_peaks(threads: int, side: int = 2048) -> dict[str, float]:
+    """Operations per second of large matrix products: float32 torch.mm and ORT MatMul, int8 ORT MatMulInteger."""
+    import torch
+    from onnx import TensorProto, helper
+
+    torch.set_num_threads(threads)
+    first, second = torch.randn(side, side), torch.randn(side, side)
+    operations = 2 * side**3
+    peaks = {"float32 torch.mm": operations / best_seconds(lambda: first @ second, 5)}
+
+    def product(op: str, left_type, right_type, out_type):
+        graph = helper.make_graph([helper.make_node(op, ["A", "B"], ["Y"])], op,
+                                  [helper.make_tensor_value_info("A", left_type, [side, side]),
+                                   helper.make_tensor_value_info("B", right_type, [side, side])],
+                                  [helper.make_tensor_value_info("Y", out_type, [side, side])])
+        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), threads)
+    session = product("MatMul", TensorProto.FLOAT, TensorProto.FLOAT, TensorProto.FLOAT)
+    inputs = {"A": first.numpy(), "B": second.numpy()}
+    peaks["float32 ORT MatMul"] = operations / best_seconds(lambda: session.run(None, inputs), 5)
+    random = np.random.default_rng(0)
+    session = product("MatMulInteger", TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32)
+    inputs = {"A": random.integers(0, 255, (side, side), dtype=np.uint8),
+              "B": random.integers(-127, 127, (side, side), dtype=np.int8)}
+    peaks["int8 ORT MatMulInteger"] = operations / best_seconds(lambda: session.run(None, inputs), 5)
+    return peaks
+
+
+def network_rates(threads: int) -> tuple[float, list[tuple[str, float, str]]]:
+    """FLOPs of one padded face, and (backend and precision, seconds per face, peak it is held to) per network."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from c2f.shipped import default_onnx_path, default_weights_path, int8_onnx_path
+    from c2f.weights import load_weights
+
+    model, _, _ = load_weights(default_weights_path())
+    model = model.cpu().eval()
+    inputs = np.random.default_rng(0).normal(size=(1, model.config.in_channels, *FACE)).astype(np.float32)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(torch.from_numpy(inputs))
+    flops = counter.get_total_flops()
+    torch.set_num_threads(threads)
+    with torch.inference_mode():
+        rows = [("torch float32", best_seconds(lambda: model(torch.from_numpy(inputs)), 5), "float32 torch.mm")]
+    for name, path, peak in (("ONNX Runtime float32", default_onnx_path(), "float32 torch.mm"),
+                             ("ONNX Runtime int8", int8_onnx_path(), "int8 ORT MatMulInteger")):
+        if path.is_file():
+            session = ort_session(str(path), threads)
+            rows.append((name, best_seconds(lambda: session.run(None, {"inputs": inputs}), 5), peak))
+    return flops, rows
+
+
+def make_photo(folder: Path, megapixels: float, size: tuple[int, int]) -> tuple[Path, Path]:
+    """The shipped example resized to size (rows, columns), photo and coarse map, as PNG files in folder."""
+    height, width = size
+    photo = Image.open(EXAMPLE_PHOTO).convert("RGB").resize((width, height), Image.BILINEAR)
+    coarse = Image.open(EXAMPLE_COARSE).convert("RGB").resize((width, height), Image.NEAREST)
+    paths = folder / f"photo_{megapixels:g}.png", folder / f"coarse_{megapixels:g}.png"
+    photo.save(paths[0], compress_level=1)
+    coarse.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(paths[1])
+    return paths
+
+
+def timed_command(arguments: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (GiB, /usr/bin/time -v) of one command in a fresh process."""
+    started = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-v", *arguments], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPOSITORY)}, cwd=REPOSITORY)
+    seconds = time.perf_counter() - started
+    if result.returncode:
+        raise SystemExit(f"{' '.join(arguments)} failed:\n{result.stderr[-2000:]}")
+    peak_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
+    return seconds, peak_kib / 2**20
+
+
+def refine_command(photo: Path, coarse: Path, output: Path, precision: str, megapixels: float) -> list[str]:
+    return [sys.executable, "-m", "c2f", "refine", str(photo), str(coarse), "-o", str(output), "--overwrite",
+            "--precision", precision, "--max-megapixels", str(max(64, megapixels * 1.1))]
+
+
+DENSECRF_SCRIPT = """
+import sys
+from pathlib import Path
+import numpy as np
+import pydensecrf.densecrf as dcrf
+from pydensecrf.utils import unary_from_labels
+from c2f.io.label_maps import read_label_map, write_label_map
+from c2f.io.label_sets import FASSEG_LABELS
+from c2f.io.photos import read_photo
+photos, coarse, out = (Path(p) for p in sys.argv[1:4])
+for photo_path in sorted(photos.iterdir()):
+    photo = read_photo(photo_path)
+    ids = read_label_map(coarse / photo_path.name, FASSEG_LABELS).class_ids
+    height, width = ids.shape
+    crf = dcrf.DenseCRF2D(width, height, 6)
+    crf.setUnaryEnergy(np.array(unary_from_labels(ids.astype(np.int32), 6, gt_prob=0.7,
+                                                              zero_unsure=False), order="C"))
+    crf.addPairwiseGaussian(sxy=3, compat=3)
+    crf.addPairwiseBilateral(sxy=80, srgb=13, rgbim=np.array(photo, order="C"), compat=10)
+    fine = np.argmax(crf.inference(5), axis=0).reshape(height, width).astype(np.uint8)
+    write_label_map(out / (photo_path.stem + ".png"), fine, FASSEG_LABELS, "color")
+"""
+
+
+def held_out_folders(folder: Path) -> tuple[Path, Path, list[str]] | None:
+    """Folders of the shipped weights' held-out FASSEG faces (photos, coarse maps), linked; None without FASSEG."""
+    from c2f.shipped import default_weights_path
+    from c2f.weights import load_tensors
+
+    if not DATA.is_dir():
+        return None
+    _, metadata = load_tensors(default_weights_path())
+    names = sorted(metadata["split"]["validation"])
+    photos, coarse = folder / "photos", folder / "coarse"
+    photos.mkdir()
+    coarse.mkdir()
+    for name in names:
+        stem = name.split("_", 1)[1]
+        (photos / f"{stem}.bmp").symlink_to(DATA / "V1" / "Test_RGB" / f"{stem}.bmp")
+        (coarse / f"{stem}.bmp").symlink_to(DATA / "V1" / "Test_Labels" / f"{stem}.bmp")
+    return photos, coarse, names
+
+
+def pooled_accuracy(predicted: Path, names: list[str]) -> float:
+    """Pooled pixel accuracy of a folder of fine maps against FASSEG's fine ground truth."""
+    from c2f.io.label_maps import read_label_map
+    from c2f.io.label_sets import FASSEG_LABELS
+
+    right = total = 0
+    for name in names:
+        stem = name.split("_", 1)[1]
+        guess = read_label_map(predicted / f"{stem}.png", FASSEG_LABELS).class_ids
+        truth = read_label_map(DATA / "V2" / "Test_Labels" / f"{stem}.bmp", FASSEG_LABELS).class_ids
+        right += int((guess == truth).sum())
+        total += truth.size
+    return right / total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--big", action="store_true", help="also refine a 20000 x 20000 (400-megapixel) photo")
+    arguments = parser.parse_args()
+    from c2f.inference.onnx_session import thread_count
+
+    threads = thread_count()
+    load = os.getloadavg()
+    print(f"# Speed benchmark\n\n{threads} threads; CPU flags: {cpu_flags()}; load average at start "
+          f"{load[0]:.1f} on {os.cpu_count()} cores.\n")
+    peaks = measure_peaks(threads)
+    flops, rows = network_rates(threads)
+    print(f"Network FLOPs per padded face ({FACE[0]} x {FACE[1]}): {flops / 1e9:.2f} GFLOP.\n")
+    print("| peak (2048^3 product) | GOP/s |\n| --- | ---: |")
+    for name, rate in peaks.items():
+        print(f"| {name} | {rate / 1e9:.1f} |")
+    print("\n| network, one face | ms | GOP/s | share of peak | peak it is held to |\n| --- | ---: | ---: | ---: | --- |")
+    for name, seconds, peak in rows:
+        rate = flops / seconds
+        print(f"| {name} | {seconds * 1e3:.0f} | {rate / 1e9:.1f} | {rate / peaks[peak]:.0%} | {peak} |", flush=True)
+
+    sizes = {**SIZES, **(BIG if arguments.big else {})}
+    print("\n| photo | precision | s per command | s per megapixel | peak memory (GiB) |\n| --- | --- | ---: | ---: | ---: |")
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        for megapixels, size in sizes.items():
+            photo, coarse = make_photo(folder, megapixels, size)
+            actual = size[0] * size[1] / 1e6
+            for precision in ("int8", "fp32") if megapixels < 100 else ("int8",):
+                seconds, peak = timed_command(refine_command(photo, coarse, folder / "fine.png", precision, actual))
+                print(f"| {size[1]} x {size[0]} ({actual:.1f} MP) | {precision} | {seconds:.1f} | "
+                      f"{seconds / actual:.2f} | {peak:.2f} |", flush=True)
+            photo.unlink()
+            coarse.unlink()
+        faces = held_out_folders(folder)
+        if faces is None:
+            print(f"\n(skipped c2f vs densecrf: {DATA} is absent)")
+            return
+        photos, coarse, names = faces
+        print(f"\n{len(names)} held-out FASSEG faces, folder mode, one command each (process start included):\n")
+        print("| method | s per face | pooled pixel accuracy | peak memory (GiB) |\n| --- | ---: | ---: | ---: |")
+        results = {}
+        refine = [sys.executable, "-m", "c2f", "refine", str(photos), str(coarse), "-o"]
+        commands = {"c2f refine (int8, default)": ([*refine, str(folder / "c2f_int8")], folder / "c2f_int8"),
+                    "c2f refine --precision fp32": ([*refine, str(folder / "c2f_fp32"), "--precision", "fp32"],
+                                                    folder / "c2f_fp32")}
+        try:
+            import pydensecrf  # noqa: F401
+
+            (folder / "crf").mkdir()
+            commands["densecrf (5 iterations, gt_prob 0.7, sxy 3/80, srgb 13)"] = (
+                [sys.executable, "-c", DENSECRF_SCRIPT, str(photos), str(coarse), str(folder / "crf")], folder / "crf")
+        except ImportError:
+            print("(densecrf skipped: pydensecrf is not installed)")
+        for name, (command, output) in commands.items():
+            seconds, peak = timed_command(command)
+            results[name] = seconds / len(names)
+            print(f"| {name} | {results[name]:.3f} | {pooled_accuracy(output, names):.2%} | {peak:.2f} |", flush=True)
+        crf = [value for name, value in results.items() if name.startswith("densecrf")]
+        if crf:
+            for name, value in results.items():
+                if not name.startswith("densecrf"):
+                    print(f"\n{name}: {crf[0] / value:.2f} times as fast as densecrf", end="")
+            print()
+    load = os.getloadavg()
+    print(f"\nLoad average at the end: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min).")
+
+
+def cpu_flags() -> str:
+    """The vector extensions this CPU reports (x86 Linux), the ones that decide int8 and bf16 speed."""
+    try:
+        flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).split())
+    except (OSError, AttributeError):
+        return "unknown"
+    wanted = ["avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16"]
+    return ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in wanted)
+
+
+if __name__ == "__main__":
+    main()
