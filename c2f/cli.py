@@ -155,8 +155,9 @@ def run_command(function):
 @app.command()
 @run_command
 def train(
-    data: Annotated[Path, typer.Option("--data", help="Dataset folder: FASSEG's layout (V1/ coarse, V2/ fine) "
-                                                       "or images/, coarse/, fine/ matched by file stem.")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder: FASSEG's layout (V1/ coarse, V2/ fine, V3/ "
+                                                       "fine only), CamVid's (train/ photos, trainannot/ fine "
+                                                       "maps) or images/ with coarse/, fine/ or both, by file stem.")],
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Run folder: checkpoint, log.csv, curves.png, model.safetensors.")],
     mode: Annotated[Mode, typer.Option(help="conditional (photo + coarse map), segment (RGB-only baseline) "
@@ -199,6 +200,15 @@ def train(
         min=0.0, max=1.0, help="Share of training crops whose coarse map loses a band along its class boundaries "
                                "(and sometimes a patch) to 'not annotated', so the model learns to fill such gaps, "
                                "as in Cityscapes' coarse maps.")] = TrainConfig.void_probability,
+    coarsen: Annotated[Optional[str], typer.Option(
+        "--coarsen", help="Draw coarse maps from the fine ones, anew every epoch, for samples without a coarse map "
+                          "(all samples with --coarsen-all): ranges like 'tolerance=4:32,min_area=50:400,jitter=0:3,"
+                          "band=0:8' (see c2f coarsen). Validation samples get one fixed drawing.")] = None,
+    coarsen_all: Annotated[bool, typer.Option(
+        "--coarsen-all", help="With --coarsen: draw coarse maps for every sample, ignoring those on disk.")] = False,
+    val_data: Annotated[Optional[Path], typer.Option(
+        "--val-data", help="Validate on this folder instead of a --validation-fraction share of --data: any "
+                           "layout --data takes; for CamVid's, its val/ and valannot/.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint "
                                                              "(starts afresh if it has none yet).")] = False,
     labels: LabelsOption = None,
@@ -225,7 +235,8 @@ def train(
                          batch_size=batch_size, learning_rate=lr, class_weight_power=class_weight_power,
                          validation_fraction=validation_fraction, seed=seed, fine_fraction=fine_fraction,
                          discriminator=discriminator.value, step2_fraction=step2_fraction,
-                         init_weights=str(init) if init else "", void_probability=void_probability)
+                         init_weights=str(init) if init else "", void_probability=void_probability,
+                         coarsen=coarsen or "", coarsen_all=coarsen_all)
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
     if workers > 1 or ray:
@@ -233,7 +244,7 @@ def train(
 
         console.print(Text(f"training on {workers} Ray workers; per-epoch figures go to {out / 'log.csv'}"))
         weights_path = train_on_ray(data, out, label_set, config, width, depth, resume, command, workers,
-                                    ray_address)
+                                    ray_address, validation_data=val_data)
         say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")
         return
     # Drawn from the first step on (start() is idempotent): a run refused while its data and --init
@@ -255,7 +266,7 @@ def train(
             progress.console.print(f"epoch {row['epoch']}: {figures}", highlight=False, markup=False)
 
         weights_path = train_from_folder(data, out, label_set, config, width, depth, resume, command,
-                                         on_step, on_epoch, device=device.value)
+                                         on_step, on_epoch, device=device.value, validation_data=val_data)
     finally:
         progress.stop()  # does nothing if it never started
     say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")

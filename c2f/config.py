@@ -85,6 +85,10 @@ class TrainConfig:
     # Share of training crops whose coarse map loses a band along its class boundaries (and, in some, a patch) to
     # "not annotated", as Cityscapes' coarse maps leave them, so the network learns to fill such gaps itself.
     void_probability: float = 0.0
+    # Coarse maps drawn from the fine ones (training/coarsen.py's "KEY=LOW:HIGH,..." ranges), anew every epoch, for
+    # the training samples that have no coarse map of their own; "" = only samples with coarse maps train.
+    coarsen: str = ""
+    coarsen_all: bool = False  # draw coarse maps for every training sample, replacing the coarse maps on disk
 
     def resolved(self) -> TrainConfig:
         """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from c2f.errors import C2FError
-from c2f.training.coarsen import CoarsenSettings, coarsen, parse_coarsen_spec
+from c2f.training.coarsen import CoarsenSettings, coarsen, draw_coarse_maps, parse_coarsen_spec
+from c2f.training.samples import LoadedSample
 
 
 def fine_map() -> np.ndarray:
@@ -78,3 +79,31 @@ def test_parse_coarsen_spec_rejects_bad_input(text, message):
 def test_coarsen_rejects_a_map_that_is_not_a_class_map():
     with pytest.raises(C2FError, match="integer"):
         coarsen(np.zeros((4, 4), dtype=np.float32), CoarsenSettings(), np.random.default_rng(0))
+
+
+def fine_only_samples(count: int) -> list[LoadedSample]:
+    return [LoadedSample(f"s{index}", np.zeros((96, 128, 3), np.uint8), None, fine_map()) for index in range(count)]
+
+
+def test_draw_coarse_maps_fills_missing_maps_deterministically_per_seed():
+    settings = parse_coarsen_spec("tolerance=4:16,min_area=50:200,jitter=0:2,band=0:6")
+    first = draw_coarse_maps(fine_only_samples(2), settings, 9, (0, 1))
+    again = draw_coarse_maps(fine_only_samples(2), settings, 9, (0, 1))
+    other = draw_coarse_maps(fine_only_samples(2), settings, 9, (0, 2))
+    for sample, repeat in zip(first, again):
+        np.testing.assert_array_equal(sample.coarse, repeat.coarse)
+        assert sample.coarse.shape == sample.fine.shape
+    assert not np.array_equal(first[0].coarse, other[0].coarse)
+    assert not np.array_equal(first[0].coarse, first[1].coarse)  # each sample its own drawing
+
+
+def test_draw_coarse_maps_keeps_existing_coarse_maps_unless_asked_to_redraw_all():
+    own = np.full((96, 128), 2, np.uint8)
+    samples = [LoadedSample("own", np.zeros((96, 128, 3), np.uint8), own, fine_map())] + fine_only_samples(1)
+    settings = CoarsenSettings()
+    kept = draw_coarse_maps(samples, settings, 9, (0,))
+    assert kept[0].coarse is own and kept[1].coarse is not None
+    redrawn = draw_coarse_maps(samples, settings, 9, (0,), redraw_all=True)
+    assert not np.array_equal(redrawn[0].coarse, own)
+    coarse_only = LoadedSample("c", np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8), None)
+    assert draw_coarse_maps([coarse_only], settings, 9, (0,), redraw_all=True)[0] is coarse_only

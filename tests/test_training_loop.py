@@ -212,3 +212,77 @@ def test_resume_of_a_finetuning_run_does_not_need_the_init_file_any_more(finishe
     train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "run", resume=True)
     _, metadata = load_tensors(tmp_path / "run" / CHECKPOINT_NAME)
     assert len(metadata["history"]) == 2
+
+
+COARSEN = "tolerance=2:6,min_area=4:20,jitter=0:1,band=0:3"
+
+
+def fine_only(samples: list[LoadedSample]) -> list[LoadedSample]:
+    return [LoadedSample(sample.name, sample.photo, None, sample.fine) for sample in samples]
+
+
+def test_fine_only_samples_need_coarsen(synthetic_samples, tmp_path):
+    with pytest.raises(C2FError, match="--coarsen"):
+        train_model(fine_only(synthetic_samples), FASSEG_LABELS, TINY_MODEL, tiny_config(), tmp_path)
+
+
+def test_coarsen_draws_new_coarse_maps_every_epoch_and_fixed_ones_for_validation(synthetic_samples, tmp_path,
+                                                                                monkeypatch):
+    import c2f.training.loop as loop
+
+    trained, validated = [], []
+    real_batches, real_evaluate = loop.in_process_batches, loop.evaluate
+
+    def recording_batches(samples, *arguments, **keywords):
+        trained.append([sample.coarse.copy() for sample in samples])
+        return real_batches(samples, *arguments, **keywords)
+
+    def recording_evaluate(model, samples, names):
+        validated.append([sample.coarse.copy() for sample in samples])
+        return real_evaluate(model, samples, names)
+
+    monkeypatch.setattr(loop, "in_process_batches", recording_batches)
+    monkeypatch.setattr(loop, "evaluate", recording_evaluate)
+    train_model(fine_only(synthetic_samples), FASSEG_LABELS, TINY_MODEL, tiny_config(epochs=2, coarsen=COARSEN),
+                tmp_path)
+    assert len(trained) == 2 and len(validated) == 2
+    assert not all(np.array_equal(first, second) for first, second in zip(*trained))  # redrawn every epoch
+    assert all(np.array_equal(first, second) for first, second in zip(*validated))  # one drawing throughout
+
+
+def test_training_coarse_maps_differ_between_epochs():
+    from c2f.training.coarsen import draw_coarse_maps, parse_coarsen_spec
+    from c2f.training.loop import TRAINING_COARSE_STREAM
+
+    fine = np.zeros((64, 64), np.uint8)
+    fine[20:50, 10:40] = 1
+    sample = LoadedSample("s", np.zeros((64, 64, 3), np.uint8), None, fine)
+    settings = parse_coarsen_spec("tolerance=2:12,jitter=1:3")
+    drawings = [draw_coarse_maps([sample], settings, 6, (0, epoch, TRAINING_COARSE_STREAM))[0].coarse
+                for epoch in range(2)]
+    assert not np.array_equal(*drawings)
+
+
+def test_fine_only_training_resumes_bit_identically(synthetic_samples, tmp_path):
+    samples = fine_only(synthetic_samples[:3])
+    validation = fine_only(synthetic_samples[3:])
+    config = tiny_config(epochs=2, coarsen=COARSEN)
+    train_model(samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "whole", validation=validation)
+    train_model(samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "halves", validation=validation, until_epoch=1)
+    train_model(samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "halves", validation=validation, resume=True)
+    whole, metadata = load_tensors(tmp_path / "whole" / WEIGHTS_NAME)
+    halves, _ = load_tensors(tmp_path / "halves" / WEIGHTS_NAME)
+    assert all(torch.equal(whole[name], halves[name]) for name in whole)
+    assert metadata["split"]["validation"] == [sample.name for sample in validation]
+    assert metadata["split"]["train"] == [sample.name for sample in samples]
+    assert metadata["train_config"]["coarsen"] == COARSEN
+
+
+def test_coarsen_all_replaces_the_coarse_maps_on_disk_and_needs_coarsen(synthetic_samples, tmp_path):
+    from c2f.training.loop import train_from_folder
+
+    with pytest.raises(C2FError, match="--coarsen-all needs --coarsen"):
+        train_from_folder(tmp_path, tmp_path / "run", FASSEG_LABELS, tiny_config(coarsen_all=True))
+    config = tiny_config(epochs=1, coarsen=COARSEN, coarsen_all=True)
+    weights = train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "all")
+    assert weights.exists()

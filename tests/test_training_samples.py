@@ -13,7 +13,7 @@ from c2f.errors import C2FError
 from c2f.io.label_maps import write_label_map
 from c2f.io.label_sets import FASSEG_LABELS
 from c2f.io.pairing import pair_by_stem
-from c2f.training.samples import find_samples, load_sample
+from c2f.training.samples import find_samples, find_validation_samples, load_sample
 
 
 def make_fasseg_folder(root: Path, layout: dict[str, list[int]], missing_fine: tuple[str, ...] = ()) -> Path:
@@ -96,7 +96,7 @@ def test_a_map_of_another_size_than_its_photo_is_refused(tmp_path, kind):
 
 def test_a_folder_of_neither_layout_is_refused(tmp_path):
     (tmp_path / "photos").mkdir()
-    with pytest.raises(C2FError, match="images/, coarse/"):
+    with pytest.raises(C2FError, match="images/ with coarse/, fine/"):
         find_samples(tmp_path)
 
 
@@ -131,3 +131,42 @@ def test_two_images_with_the_same_stem_are_refused_naming_both(tmp_path):
     (tmp_path / "photos" / "a.jpg").write_bytes(b"")
     with pytest.raises(C2FError, match=r"photos: more than one image is named a \(a\.jpg, a\.png\); rename one"):
         pair_by_stem(tmp_path / "photos", tmp_path / "maps")
+
+
+def write_fine_only_pair(photos: Path, fine_maps: Path, name: str, seed: int) -> None:
+    """A photo and its fine map as single-channel class ids, as CamVid's files are."""
+    photo, _, fine = make_scene(24, 32, seed=seed)
+    photos.mkdir(parents=True, exist_ok=True)
+    fine_maps.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo).save(photos / f"{name}.png")
+    Image.fromarray(fine).save(fine_maps / f"{name}.png")
+
+
+def test_camvid_layout_reads_train_and_trainannot_as_fine_only_samples(tmp_path):
+    for split, names in (("train", ["0001TP_006690", "Seq05VD_f00000"]), ("val", ["0016E5_07959"])):
+        for seed, name in enumerate(names):
+            write_fine_only_pair(tmp_path / split, tmp_path / f"{split}annot", name, seed)
+    samples = find_samples(tmp_path)
+    assert [sample.name for sample in samples] == ["0001TP_006690", "Seq05VD_f00000"]
+    assert all(sample.coarse is None and sample.fine.parent.name == "trainannot" for sample in samples)
+    validation = find_validation_samples(tmp_path)
+    assert [(sample.name, sample.photo.parent.name) for sample in validation] == [("0016E5_07959", "val")]
+    loaded = load_sample(samples[0], FASSEG_LABELS)
+    assert loaded.coarse is None and loaded.fine.shape == (24, 32)
+
+
+def test_generic_layout_with_images_and_fine_alone_gives_fine_only_samples(tmp_path):
+    write_fine_only_pair(tmp_path / "images", tmp_path / "fine", "street", 0)
+    [sample] = find_samples(tmp_path)
+    assert sample.coarse is None and sample.fine == tmp_path / "fine" / "street.png"
+
+
+def test_fasseg_multipose_faces_join_as_fine_only_samples_named_by_pose(tmp_path):
+    root = make_fasseg_folder(tmp_path / "FASSEG", {"Train": [1]})
+    for pose in ("+15", "-30"):
+        write_fine_only_pair(root / "V3" / "Train_RGB" / pose, root / "V3" / "Train_labels" / pose, "p01", 3)
+    samples = {sample.name: sample for sample in find_samples(root)}
+    assert sorted(samples) == ["Train_1", "V3_+15_p01", "V3_-30_p01"]
+    assert samples["Train_1"].coarse is not None
+    assert samples["V3_-30_p01"].coarse is None
+    assert samples["V3_-30_p01"].photo == root / "V3" / "Train_RGB" / "-30" / "p01.png"

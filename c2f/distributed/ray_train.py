@@ -46,7 +46,8 @@ def train_worker(arguments: dict) -> None:
 
 def train_on_ray(data: Path, out_dir: Path, labels: LabelSet, config: TrainConfig, width: int | None = None,
                  depth: int | None = None, resume: bool = False, command: str = "", workers: int = 2,
-                 address: str | None = None, until_epoch: int | None = None) -> Path:
+                 address: str | None = None, until_epoch: int | None = None,
+                 validation_data: Path | None = None) -> Path:
     """`c2f train --workers N`: train data-parallel on N Ray workers (CPU, gloo); returns the weights path."""
     ray = import_ray()
     from ray.train import RunConfig, ScalingConfig
@@ -59,7 +60,8 @@ def train_on_ray(data: Path, out_dir: Path, labels: LabelSet, config: TrainConfi
         raise C2FError(f"--workers must be at least 1, got {workers}.")
     connect(address)
     arguments = dict(data=Path(data).resolve(), out_dir=out_dir, labels=labels, config=config, width=width,
-                     depth=depth, resume=resume, command=command, until_epoch=until_epoch)
+                     depth=depth, resume=resume, command=command, until_epoch=until_epoch,
+                     validation_data=Path(validation_data).resolve() if validation_data else None)
     trainer = TorchTrainer(train_worker, train_loop_config=arguments, torch_config=TorchConfig(backend="gloo"),
                            scaling_config=ScalingConfig(num_workers=workers, use_gpu=False),
                            run_config=RunConfig(name="c2f-train", storage_path=str(out_dir / ".ray-train")))

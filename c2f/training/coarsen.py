@@ -4,13 +4,14 @@ shaky vertices and, in Cityscapes' coarse style, unannotated bands along class b
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import cv2
 import numpy as np
 
 from c2f.errors import C2FError
 from c2f.io.polygons import rasterize, trace_regions
+from c2f.training.samples import LoadedSample
 
 
 @dataclass(frozen=True)
@@ -96,3 +97,19 @@ def coarsen(fine: np.ndarray, settings: CoarsenSettings, rng: np.random.Generato
     void = np.isin(fine, list(skip))
     coarse[void] = ignore_value if ignore_value is not None else fine[void]
     return coarse.astype(fine.dtype)
+
+
+def draw_coarse_maps(samples: list[LoadedSample], settings: CoarsenSettings, num_classes: int, seed: Sequence[int],
+                     redraw_all: bool = False) -> list[LoadedSample]:
+    """The samples with coarse maps drawn from their fine ones (those without a coarse map, or all when redraw_all),
+    sample i's from a generator seeded by (*seed, i), so the same seed draws the same maps."""
+    drawn = []
+    for index, sample in enumerate(samples):
+        if sample.fine is None or (sample.coarse is not None and not redraw_all):
+            drawn.append(sample)
+            continue
+        rng = np.random.default_rng([*seed, index])
+        # value num_classes: ignored in the fine map, not annotated in the coarse one (and its bands)
+        coarse = coarsen(sample.fine, settings, rng, ignore_value=num_classes, skip_values=(num_classes,))
+        drawn.append(replace(sample, coarse=coarse))
+    return drawn

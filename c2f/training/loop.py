@@ -33,6 +33,7 @@ from c2f.inference.devices import choose_torch_device
 from c2f.io.files import guard_output_folders, guard_outputs, sweep_stale_temporaries
 from c2f.io.label_sets import LabelSet, check_labels
 from c2f.training import gan
+from c2f.training.coarsen import draw_coarse_maps, parse_coarsen_spec
 from c2f.training.batches import SeededBatches, in_process_batches, worker_batches, worker_count
 from c2f.training.curves import write_log
 from c2f.training.evaluation import evaluate
@@ -47,6 +48,7 @@ from c2f.training.run_state import (
 from c2f.training.samples import (
     LoadedSample,
     find_samples,
+    find_validation_samples,
     load_sample,
     split_fine_and_coarse_only,
     split_samples,
@@ -55,6 +57,9 @@ from c2f.shipped import resolve_weights
 from c2f.weights import check_model_config, load_tensors, save_weights
 
 WEIGHTS_NAME = "model.safetensors"
+# Streams of drawn coarse maps, after the seed: training's are drawn anew each epoch (seed, epoch, stream, sample),
+# validation's and coarse-only samples' once (seed, stream, sample), so epochs compare and resumes repeat.
+TRAINING_COARSE_STREAM, VALIDATION_COARSE_STREAM, COARSE_ONLY_STREAM = 7, 8, 9
 
 
 def model_config_for(labels: LabelSet, mode: str, width: int | None, depth: int | None,
@@ -130,6 +135,9 @@ def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedS
     """
     rng = np.random.default_rng([config.seed, epoch])
     torch.manual_seed(config.seed * 100_003 + epoch)
+    if config.coarsen:  # a new coarse drawing of each map every epoch, so no one drawing is learnt by heart
+        samples = draw_coarse_maps(samples, parse_coarsen_spec(config.coarsen), run.model.config.num_classes,
+                                   (config.seed, epoch, TRAINING_COARSE_STREAM), config.coarsen_all)
     set_learning_rate(run.optimizer, config, epoch)
     if run.discriminator_optimizer is not None:
         set_learning_rate(run.discriminator_optimizer, config, epoch)
@@ -172,8 +180,13 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
                 out_dir: Path, resume: bool = False, command: str = "",
                 on_step: Callable[[int, int, float], None] | None = None,
                 on_epoch: Callable[[dict], None] | None = None, parallel: DataParallel | None = None,
-                until_epoch: int | None = None, device: str = "cpu") -> Path:
+                until_epoch: int | None = None, device: str = "cpu",
+                validation: list[LoadedSample] | None = None) -> Path:
     """Train a model on fine-labelled samples, checkpointing every epoch; returns the weights path.
+
+    validation: samples to validate on instead of a --validation-fraction share of `samples`. With
+    config.coarsen, samples without a coarse map get drawn ones (training's anew every epoch); without
+    it they are left out.
 
     Data-parallel (parallel given), every process runs this with its rank and only rank 0 writes;
     until_epoch stops after that epoch, for a later --resume to continue. device: cpu, cuda, or auto
@@ -184,12 +197,28 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     if parallel is not None and config.mode == "gan":
         raise C2FError("--workers trains the conditional and segment modes; train --mode gan in one process.")
     writes = parallel is None or parallel.rank == 0
+    samples, validation = with_coarse_maps(samples, config), with_coarse_maps(validation, config)
     labelled = [sample for sample in samples if sample.fine is not None]
     if len(labelled) < 1:
         raise C2FError("training needs at least one sample with a fine map.")
-    train_samples, validation_samples = split_samples(labelled, config.validation_fraction, config.seed)
+    if validation is None:
+        train_samples, validation_samples = split_samples(labelled, config.validation_fraction, config.seed)
+    else:
+        train_samples, validation_samples = labelled, [sample for sample in validation if sample.fine is not None]
+        if not validation_samples:
+            raise C2FError("the validation folder holds no sample with a fine map (and a coarse map, or --coarsen).")
+    num_classes = model_config.num_classes
+    if config.coarsen:  # fixed drawings, so every epoch is scored on the same coarse maps
+        validation_samples = draw_coarse_maps(validation_samples, parse_coarsen_spec(config.coarsen), num_classes,
+                                              (config.seed, VALIDATION_COARSE_STREAM), config.coarsen_all)
     # Faces beyond fine_fraction lose their fine maps: gan mode learns from them, the others ignore them.
-    train_samples, coarse_only = split_fine_and_coarse_only(train_samples, config.fine_fraction, config.seed)
+    kept, coarse_only = split_fine_and_coarse_only(train_samples, config.fine_fraction, config.seed)
+    if config.coarsen and coarse_only:  # their coarse maps are drawn once, from the fine maps they then lose
+        originals = {sample.name: sample for sample in train_samples}
+        coarse_only = [dataclasses.replace(sample, fine=None) for sample in draw_coarse_maps(
+            [originals[sample.name] for sample in coarse_only], parse_coarsen_spec(config.coarsen), num_classes,
+            (config.seed, COARSE_ONLY_STREAM), config.coarsen_all)]
+    train_samples = kept
     coarse_only += [sample for sample in samples if sample.fine is None]
     split = {"train": [s.name for s in train_samples], "validation": [s.name for s in validation_samples],
              "coarse_only": [s.name for s in coarse_only]}
@@ -232,12 +261,25 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     return weights_path
 
 
+def with_coarse_maps(samples: list[LoadedSample] | None, config: TrainConfig) -> list[LoadedSample] | None:
+    """The samples that can train: all with --coarsen (it draws the missing coarse maps), else those with one."""
+    if samples is None or config.coarsen:
+        return samples
+    kept = [sample for sample in samples if sample.coarse is not None]
+    if samples and not kept:
+        raise C2FError("these samples have fine maps only (no coarse/ folder); pass --coarsen, e.g. --coarsen "
+                       "'tolerance=4:32,min_area=50:400,jitter=0:3', to draw coarse maps from them while training.")
+    return kept
+
+
 def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: TrainConfig, width: int | None = None,
                       depth: int | None = None, resume: bool = False, command: str = "",
                       on_step: Callable[[int, int, float], None] | None = None,
                       on_epoch: Callable[[dict], None] | None = None, parallel: DataParallel | None = None,
-                      until_epoch: int | None = None, device: str = "auto") -> Path:
-    """`c2f train`: check the settings, read a dataset folder, train on `device`, and return the weights path."""
+                      until_epoch: int | None = None, device: str = "auto",
+                      validation_data: Path | None = None) -> Path:
+    """`c2f train`: check the settings, read a dataset folder (and validation_data's), train on `device`, and return
+    the weights path."""
     started = time.time()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -246,7 +288,12 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
     init = resolve_weights(Path(config.init_weights)) if config.init_weights else None
     if init is not None:
         config = dataclasses.replace(config, init_weights=str(init))
-    guard_output_folders({"the dataset folder --data": data}, {"--out": out_dir})
+    if config.coarsen:
+        parse_coarsen_spec(config.coarsen)  # a mistyped --coarsen fails before the dataset is read
+    elif config.coarsen_all:
+        raise C2FError("--coarsen-all needs --coarsen with the ranges to draw coarse maps from.")
+    guard_output_folders({"the dataset folder --data": data, "the validation folder --val-data": validation_data},
+                         {"--out": out_dir})
     guard_outputs({"the --init weights": init},
                   {f"the run's {name}": out_dir / name for name in (WEIGHTS_NAME, CHECKPOINT_NAME, "log.csv", "curves.png")})
     if init is not None:  # read maps in the --init model's class order; the table may add ignore entries
@@ -256,6 +303,8 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
         raise C2FError(f"--crop-size must be a multiple of 2**depth = {2**model_config.depth}, "
                        f"got {config.crop_size}.")
     samples = [load_sample(sample, labels) for sample in find_samples(data)]
+    validation = ([load_sample(sample, labels) for sample in find_validation_samples(validation_data)]
+                  if validation_data is not None else None)
     sweep_stale_temporaries([out_dir], started)
     return train_model(samples, labels, model_config, config, out_dir, resume, command, on_step, on_epoch,
-                       parallel, until_epoch, device)
+                       parallel, until_epoch, device, validation)

@@ -1,8 +1,14 @@
 """Finding (photo, coarse, fine) samples on disk and loading them as arrays.
 
-Two layouts are understood: FASSEG's own (`V1/` coarse, `V2/` fine, each with
-`{Train,Test}_RGB` and `{Train,Test}_Labels`) and a generic one (`images/`,
-`coarse/`, optional `fine/`, matched by file stem).
+Three layouts are understood, photos and maps matched by file stem:
+- FASSEG's own: `V1/` coarse, `V2/` fine, each with `{Train,Test}_RGB` and
+  `{Train,Test}_Labels`; and its multi-pose `V3/Train_RGB/<pose>/` with fine maps
+  in `V3/Train_labels/<pose>/` (no coarse maps: samples named `V3_<pose>_<stem>`);
+- SegNet's CamVid layout: `train/` photos with fine maps in `trainannot/` (no
+  coarse maps); as a validation folder, `val/` with `valannot/`;
+- a generic one: `images/`, then `coarse/`, `fine/` or both.
+Samples without a coarse map (coarse None) train only when coarse maps are drawn
+for them (`c2f train --coarsen`).
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ from c2f.io.photos import read_photo
 
 @dataclass(frozen=True)
 class Sample:
-    """Where one face lives on disk; `fine` is None for coarse-only samples."""
+    """Where one photo and its maps live on disk; `fine` is None for coarse-only samples, `coarse` for fine-only."""
 
     name: str
     photo: Path
-    coarse: Path
+    coarse: Path | None
     fine: Path | None
 
 
@@ -53,10 +59,33 @@ def find_fasseg_samples(root: Path) -> list[Sample]:
         for stem, photo in images_by_stem(photos).items():
             if stem in coarse:
                 samples.append(Sample(f"{split}_{stem}", photo, coarse[stem], fine.get(stem)))
+    return samples + find_multipose_samples(root / "V3")
+
+
+def find_multipose_samples(root: Path) -> list[Sample]:
+    """FASSEG's V3 multi-pose faces: fine maps only, one folder per pose."""
+    photos_root, labels_root = root / "Train_RGB", root / "Train_labels"
+    if not photos_root.is_dir() or not labels_root.is_dir():
+        return []
+    samples = []
+    for pose in sorted(folder for folder in photos_root.iterdir() if folder.is_dir()):
+        samples += [Sample(f"V3_{pose.name}_{stem}", photo, None, fine)
+                    for stem, photo, fine in fine_only_pairs(pose, labels_root / pose.name)]
     return samples
 
 
+def fine_only_pairs(photos: Path, fine: Path) -> list[tuple[str, Path, Path]]:
+    """(stem, photo, fine map) of the photos that have a fine map; photos without one are refused."""
+    pairs, unpaired = pair_by_stem(photos, fine, MAP_SUFFIXES)
+    if unpaired:
+        names = ", ".join(str(path) for path in unpaired[:10])
+        raise C2FError(f"{len(unpaired)} files have no partner in {photos} or {fine}: {names}")
+    return pairs
+
+
 def find_generic_samples(root: Path) -> list[Sample]:
+    if not (root / "coarse").is_dir():  # images/ and fine/ alone: coarse maps are drawn while training
+        return [Sample(stem, photo, None, fine) for stem, photo, fine in fine_only_pairs(root / "images", root / "fine")]
     pairs, unpaired = pair_by_stem(root / "images", root / "coarse", MAP_SUFFIXES)
     if unpaired:
         names = ", ".join(str(path) for path in unpaired[:10])
@@ -65,26 +94,36 @@ def find_generic_samples(root: Path) -> list[Sample]:
     return [Sample(stem, photo, coarse, fine.get(stem)) for stem, photo, coarse in pairs]
 
 
-def find_samples(root: Path) -> list[Sample]:
-    """All samples under a FASSEG-style or generic dataset folder, sorted by name."""
+def find_samples(root: Path, split: str = "train") -> list[Sample]:
+    """All samples under a FASSEG-style, CamVid-style (its `split`/ and `split`annot/) or generic dataset folder,
+    sorted by name."""
     root = Path(root)
     if not root.is_dir():
         raise C2FError(f"data folder not found: {root}")
-    if (root / "V1").is_dir():
+    if (root / "V1").is_dir() or (root / "V3").is_dir():
         samples = find_fasseg_samples(root)
-    elif (root / "images").is_dir() and (root / "coarse").is_dir():
+    elif (root / split).is_dir() and (root / f"{split}annot").is_dir():
+        samples = [Sample(stem, photo, None, fine)
+                   for stem, photo, fine in fine_only_pairs(root / split, root / f"{split}annot")]
+    elif (root / "images").is_dir() and ((root / "coarse").is_dir() or (root / "fine").is_dir()):
         samples = find_generic_samples(root)
     else:
-        raise C2FError(f"{root}: expected FASSEG's V1/ and V2/ folders, or images/, coarse/ and fine/.")
+        raise C2FError(f"{root}: expected FASSEG's V1/ and V2/ folders, CamVid's {split}/ and {split}annot/, "
+                       "or images/ with coarse/, fine/ or both.")
     if not samples:
-        raise C2FError(f"{root}: no (photo, coarse map) pairs found.")
+        raise C2FError(f"{root}: no (photo, map) pairs found.")
     return sorted(samples, key=lambda sample: sample.name)
+
+
+def find_validation_samples(root: Path) -> list[Sample]:
+    """The samples of a separate validation folder: CamVid's val/ and valannot/, or any layout find_samples reads."""
+    return find_samples(root, split="val")
 
 
 def load_sample(sample: Sample, labels: LabelSet) -> LoadedSample:
     """Read a sample's files, checking that their sizes agree."""
     photo = read_photo(sample.photo)
-    coarse = read_label_map(sample.coarse, labels, sample.photo.name).class_ids
+    coarse = read_label_map(sample.coarse, labels, sample.photo.name).class_ids if sample.coarse else None
     fine = read_label_map(sample.fine, labels, sample.photo.name).class_ids if sample.fine else None
     for path, label_map in ((sample.coarse, coarse), (sample.fine, fine)):
         if label_map is not None:
