@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -286,3 +287,14 @@ def test_coarsen_all_replaces_the_coarse_maps_on_disk_and_needs_coarsen(syntheti
     config = tiny_config(epochs=1, coarsen=COARSEN, coarsen_all=True)
     weights = train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "all")
     assert weights.exists()
+
+
+def test_fine_only_samples_always_train_and_leave_the_held_out_triplets_as_they_were(synthetic_samples):
+    from c2f.training.loop import split_paired_first
+    from c2f.training.samples import split_samples
+
+    fine_only = [dataclasses.replace(sample, name=f"zz_{sample.name}", coarse=None) for sample in synthetic_samples]
+    train, validation = split_paired_first(synthetic_samples + fine_only, 0.5, seed=3)
+    expected_train, expected_validation = split_samples(synthetic_samples, 0.5, seed=3)
+    assert [sample.name for sample in validation] == [sample.name for sample in expected_validation]
+    assert {sample.name for sample in train} == {sample.name for sample in expected_train + fine_only}

@@ -32,9 +32,15 @@ from c2f.errors import C2FError
 from c2f.inference.devices import choose_torch_device
 from c2f.io.files import guard_output_folders, guard_outputs, sweep_stale_temporaries
 from c2f.io.label_sets import LabelSet, check_labels
+from c2f.shipped import resolve_weights
 from c2f.training import gan
+from c2f.training.batches import (
+    SeededBatches,
+    in_process_batches,
+    worker_batches,
+    worker_count,
+)
 from c2f.training.coarsen import draw_coarse_maps, parse_coarsen_spec
-from c2f.training.batches import SeededBatches, in_process_batches, worker_batches, worker_count
 from c2f.training.curves import write_log
 from c2f.training.evaluation import evaluate
 from c2f.training.run_state import (
@@ -53,7 +59,6 @@ from c2f.training.samples import (
     split_fine_and_coarse_only,
     split_samples,
 )
-from c2f.shipped import resolve_weights
 from c2f.weights import check_model_config, load_tensors, save_weights
 
 WEIGHTS_NAME = "model.safetensors"
@@ -202,7 +207,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     if len(labelled) < 1:
         raise C2FError("training needs at least one sample with a fine map.")
     if validation is None:
-        train_samples, validation_samples = split_samples(labelled, config.validation_fraction, config.seed)
+        train_samples, validation_samples = split_paired_first(labelled, config.validation_fraction, config.seed)
     else:
         train_samples, validation_samples = labelled, [sample for sample in validation if sample.fine is not None]
         if not validation_samples:
@@ -259,6 +264,21 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
         "validation": {key: value for key, value in final.items() if key.startswith("val_")},
     })
     return weights_path
+
+
+def split_paired_first(labelled: list[LoadedSample], fraction: float,
+                       seed: int) -> tuple[list[LoadedSample], list[LoadedSample]]:
+    """(train, validation): held out from the samples with a real coarse map when there are any.
+
+    Fine-only samples (coarse maps drawn by --coarsen) then always train, so adding them to a
+    dataset leaves the held-out (photo, coarse, fine) triplets, and so the figures, as they were.
+    """
+    paired = [sample for sample in labelled if sample.coarse is not None]
+    if not paired or len(paired) == len(labelled):
+        return split_samples(labelled, fraction, seed)
+    _, validation = split_samples(paired, fraction, seed)
+    held_out = {sample.name for sample in validation}
+    return [sample for sample in labelled if sample.name not in held_out], validation
 
 
 def with_coarse_maps(samples: list[LoadedSample] | None, config: TrainConfig) -> list[LoadedSample] | None:
