@@ -35,7 +35,7 @@ from c2f.training.samples import find_samples, load_sample
 from c2f.inference.postprocess import class_ids, smooth
 from c2f.inference.sliding_window import refine_probabilities
 from c2f.training.evaluation import score_refinement
-from c2f.score import confusion_matrix, scores_from_confusion
+from c2f.scoring import confusion_matrix, scores_from_confusion
 from c2f.shipped import default_weights_path
 from c2f.weights import load_weights
 

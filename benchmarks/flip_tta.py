@@ -20,7 +20,7 @@ import numpy as np
 from c2f.inference.backends import load_predictor
 from c2f.inference.postprocess import class_ids
 from c2f.inference.sliding_window import refine_probabilities
-from c2f.score import confusion_matrix, scores_from_confusion
+from c2f.scoring import confusion_matrix, scores_from_confusion
 from c2f.shipped import default_onnx_path, default_weights_path
 from c2f.training.samples import find_samples, load_sample
 from c2f.weights import load_tensors

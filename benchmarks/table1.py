@@ -24,7 +24,7 @@ from pathlib import Path
 from c2f.config import ModelConfig, TrainConfig
 from c2f.training.samples import find_samples, load_sample
 from c2f.io.label_sets import FASSEG_LABELS
-from c2f.score import confusion_matrix, scores_from_confusion
+from c2f.scoring import confusion_matrix, scores_from_confusion
 from c2f.training.loop import train_model
 from c2f.training.samples import split_samples
 from c2f.weights import load_tensors

@@ -21,7 +21,7 @@ import numpy as np
 
 from c2f.inference.backends import load_predictor
 from c2f.inference.sliding_window import refine_map
-from c2f.score import confusion_matrix, scores_from_confusion
+from c2f.scoring import confusion_matrix, scores_from_confusion
 from c2f.shipped import default_weights_path
 from c2f.training.coarsen import boundary_band
 from c2f.training.samples import find_samples, load_sample

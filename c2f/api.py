@@ -24,7 +24,7 @@ from c2f.inference.sliding_window import refine_probabilities
 from c2f.io.label_maps import check_ids, colors_to_ids, id_dtype, read_label_map
 from c2f.io.label_sets import LabelSet, load_label_set
 from c2f.io.photos import read_photo
-from c2f.score import Scores, confusion_matrix, scores_from_confusion
+from c2f.scoring import Scores, confusion_matrix, scores_from_confusion
 
 ArrayOrPath = Union[np.ndarray, str, Path]
 

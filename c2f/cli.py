@@ -527,7 +527,7 @@ def score(
     Example: c2f score fine_pred/ FASSEG/V2/Test_Labels --coarse FASSEG/V1/Test_Labels
     """
     from c2f.io.label_sets import load_label_set
-    from c2f.score import find_score_triplets, score_files
+    from c2f.scoring import find_score_triplets, score_files
 
     label_set = load_label_set(labels)
     report = score_files(find_score_triplets(predicted, fine, coarse), label_set)

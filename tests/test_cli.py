@@ -148,7 +148,7 @@ def test_score_prints_a_table_with_pooled_and_per_image_accuracy(dataset):
 
 
 def test_score_json_gives_the_same_figures_as_the_library(dataset):
-    from c2f.score import score_files
+    from c2f.scoring import score_files
 
     result = run("score", dataset / "coarse", dataset / "fine", "--json")
     figures = json.loads(result.stdout)

@@ -214,7 +214,7 @@ def test_failed_atomic_write_leaves_neither_target_nor_partial_file(tmp_path):
 def size_mismatch_message(job: str, folder: Path) -> str:
     """The error of one of the three jobs that pair a map with a photo or another map, given a map 1 pixel narrower."""
     from c2f.refine import read_inputs
-    from c2f.score import score_files
+    from c2f.scoring import score_files
     from c2f.training.samples import find_samples, load_sample
 
     for name in ("images", "coarse", "fine"):

@@ -9,7 +9,7 @@ from c2f.inference.predictor import Predictor
 from c2f.inference.sliding_window import refine_map
 from c2f.inference.torch_backend import torch_predictor
 from c2f.model import UNet
-from c2f.score import Scores, confusion_matrix, scores_from_confusion
+from c2f.scoring import Scores, confusion_matrix, scores_from_confusion
 from c2f.training.samples import LoadedSample
 
 

@@ -11,7 +11,7 @@ import pytest
 from c2f.errors import C2FError
 from c2f.io.label_maps import write_label_map
 from c2f.io.label_sets import FASSEG_LABELS
-from c2f.score import confusion_matrix, score_files, scores_from_confusion
+from c2f.scoring import confusion_matrix, score_files, scores_from_confusion
 
 TRUTH = np.array([[0, 0, 1, 1],
                   [0, 0, 1, 1]])
