@@ -124,3 +124,17 @@ def local_ray():
     yield
     if started:
         ray.shutdown()
+
+
+def run_cli_without_loading(top_module: str, *arguments) -> None:
+    """Run `c2f ARGUMENTS` in a fresh Python and check it succeeds without ever importing top_module (torch, ray)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from c2f.cli import app\n"
+              "try:\n    app(sys.argv[1:])\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
+              f"loaded = sorted(name for name in sys.modules if name.split('.')[0] == {top_module!r})\n"
+              "assert not loaded, loaded[:5]")
+    finished = subprocess.run([sys.executable, "-c", script, *map(str, arguments)], capture_output=True, text=True,
+                              timeout=300)
+    assert finished.returncode == 0, finished.stderr

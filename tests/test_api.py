@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_scene
 from PIL import Image
 
 import c2f
 from c2f.errors import C2FError
 from c2f.io.label_maps import read_label_map, write_label_map
 from c2f.io.label_sets import FASSEG_LABELS
-from conftest import make_scene
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 REPOSITORY = Path(__file__).resolve().parent.parent

@@ -196,9 +196,9 @@ def test_every_command_help_shows_an_example(command):
 
 
 def test_max_megapixels_refuses_bigger_photos_and_raising_it_lets_them_through(tmp_path):
+    from conftest import make_scene
     from PIL import Image
 
-    from conftest import make_scene
     from c2f.io.label_maps import write_label_map
     from c2f.io.photos import max_pixels
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conftest import make_generic_dataset, write_scene_files
 from typer.testing import CliRunner
 
 from c2f.cli import app
@@ -15,7 +16,6 @@ from c2f.io.label_sets import FASSEG_LABELS, IgnoreEntry, LabelSet, load_label_s
 from c2f.training.augment import void_coarse_regions
 from c2f.training.loop import class_weights
 from c2f.training.samples import find_samples, load_sample
-from conftest import make_generic_dataset, write_scene_files
 
 runner = CliRunner()
 VOIDED_FASSEG = LabelSet(FASSEG_LABELS.names, FASSEG_LABELS.colors, ignore=(IgnoreEntry("void", 255, (9, 9, 9)),))

@@ -6,11 +6,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from conftest import make_scene, write_scene_files  # noqa: E402
+
 from c2f.config import ClusterSettings, WindowSettings  # noqa: E402
 from c2f.distributed.ray_refine import ModelSource, refine_folder_on_ray  # noqa: E402
 from c2f.inference.backends import load_predictor  # noqa: E402
 from c2f.refine import plan_folder, refine_folder  # noqa: E402
-from conftest import make_scene, write_scene_files  # noqa: E402
 
 WINDOWS = WindowSettings(window=32, overlap=8, batch_size=4, whole_image_max_pixels=0)
 # The 80 x 96 photo is split into window batches, the others are refined whole by one actor each.

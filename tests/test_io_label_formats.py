@@ -8,7 +8,13 @@ from PIL import Image
 
 from c2f.errors import C2FError
 from c2f.io.label_maps import palette_of, read_label_map, write_label_map
-from c2f.io.label_sets import FASSEG_LABELS, SHIPPED_TABLES, IgnoreEntry, LabelSet, load_label_set
+from c2f.io.label_sets import (
+    FASSEG_LABELS,
+    SHIPPED_TABLES,
+    IgnoreEntry,
+    LabelSet,
+    load_label_set,
+)
 
 VOC = load_label_set("voc")
 CITYSCAPES = load_label_set("cityscapes")

@@ -11,7 +11,8 @@ from PIL import Image
 
 from c2f.errors import C2FError
 from c2f.io.files import write_atomically
-from c2f.io.label_maps import RASTER_ENCODINGS as ENCODINGS, read_label_map, write_label_map
+from c2f.io.label_maps import RASTER_ENCODINGS as ENCODINGS
+from c2f.io.label_maps import read_label_map, write_label_map
 from c2f.io.label_sets import FASSEG_LABELS, LabelSet, load_label_set
 from c2f.io.photos import read_photo
 

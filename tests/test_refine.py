@@ -15,7 +15,8 @@ from c2f.inference.backends import load_predictor
 from c2f.inference.postprocess import class_ids, smooth
 from c2f.inference.sliding_window import refine_map, refine_probabilities
 from c2f.inference.windows_folder import MANIFEST_NAME, stitch_folder
-from c2f.io.label_maps import RASTER_ENCODINGS as ENCODINGS, read_label_map, write_label_map
+from c2f.io.label_maps import RASTER_ENCODINGS as ENCODINGS
+from c2f.io.label_maps import read_label_map, write_label_map
 from c2f.io.label_sets import FASSEG_LABELS
 from c2f.refine import refine_file
 

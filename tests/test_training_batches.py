@@ -13,16 +13,21 @@ import csv
 import numpy as np
 import pytest
 import torch
+from conftest import make_generic_dataset
 
 from c2f.config import ModelConfig, TrainConfig
 from c2f.errors import C2FError
 from c2f.io.label_sets import FASSEG_LABELS
+from c2f.shipped import default_weights_path, resolve_weights
 from c2f.training.batches import SeededBatches, worker_batches
-from c2f.training.loop import WEIGHTS_NAME, mixed_precision, train_from_folder, train_model
+from c2f.training.loop import (
+    WEIGHTS_NAME,
+    mixed_precision,
+    train_from_folder,
+    train_model,
+)
 from c2f.training.run_state import move_run, start_run
 from c2f.training.samples import find_samples, load_sample
-from c2f.shipped import default_weights_path, resolve_weights
-from conftest import make_generic_dataset
 
 TINY_MODEL = ModelConfig(width=4, depth=2)
 TINY_TRAINING = TrainConfig(epochs=1, crops_per_image=2, crop_size=32, batch_size=3, validation_fraction=0.25)
@@ -87,8 +92,9 @@ def test_a_shipped_model_is_named_for_init(tmp_path):
 
 
 def test_the_defaults_are_the_shipped_models_recipe():
-    from safetensors import safe_open
     import json
+
+    from safetensors import safe_open
 
     path = default_weights_path()
     if not path.is_file():

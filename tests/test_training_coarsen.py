@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from c2f.errors import C2FError
-from c2f.training.coarsen import CoarsenSettings, coarsen, draw_coarse_maps, parse_coarsen_spec
+from c2f.training.coarsen import (
+    CoarsenSettings,
+    coarsen,
+    draw_coarse_maps,
+    parse_coarsen_spec,
+)
 from c2f.training.samples import LoadedSample
 
 

@@ -8,8 +8,6 @@ capped in memory and time (run_limited), so that the old code fails them
 instead of exhausting the machine.
 """
 
-from c2f.cli import app
-
 import os
 import resource
 import subprocess
@@ -18,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from typer.testing import CliRunner
+
+from c2f.cli import app
 
 runner = CliRunner()
 # The CLI's module, for subprocess runs; follows the import above.
@@ -130,9 +130,8 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import make_scene
+from PIL import Image
 
 FASSEG = [("background", (255, 0, 0)), ("hair", (127, 0, 0)), ("skin", (255, 255, 0)),
           ("eyes", (0, 0, 255)), ("nose", (0, 255, 255)), ("mouth", (0, 255, 0))]

@@ -10,12 +10,19 @@ import struct
 import zlib
 from pathlib import Path
 
+from conftest import make_scene
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-
-from test_trust import FASSEG_PALETTE, assert_intact, assert_no_crash, invoke, png_chunk, snapshot, stderr_lines
-from conftest import make_scene
+from test_trust import (
+    FASSEG_PALETTE,
+    assert_intact,
+    assert_no_crash,
+    invoke,
+    png_chunk,
+    snapshot,
+    stderr_lines,
+)
 
 BOUNDED = settings(max_examples=25, deadline=None, derandomize=True,
                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -93,32 +93,29 @@ def guard_outputs(inputs: dict[str, Path | None], outputs: dict[str, Path | None
     and hard links to an input are all caught. An output that is a link is refused as well:
     writing atomically would replace the link itself.
     """
-    named_outputs = [(name, Path(path)) for name, path in outputs.items() if path is not None]
-    for position, (name, path) in enumerate(named_outputs):
-        if path.is_symlink():
+    for name, path in outputs.items():
+        if path is not None and Path(path).is_symlink():
             raise C2FError(f"{name} {path} is a symbolic link; c2f would replace the link, not write through it. "
                            "Give the real path or another name.")
-        for input_name, input_path in inputs.items():
-            if input_path is not None and same_file(path, input_path):
-                raise C2FError(f"{name} {path} is {input_name} {input_path} itself; c2f never writes over its "
-                               f"inputs. Choose another {name}.")
-        for other_name, other in named_outputs[:position]:
-            if same_file(path, other):
-                raise C2FError(f"{name} {path} and {other_name} {other} are the same file; give each its own name.")
+    refuse_clashes(inputs, outputs, "file", "give each its own name.")
 
 
 def guard_output_folders(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
     """Folder mode: refuse an output folder that is an input folder or another output folder (links resolved)."""
+    refuse_clashes(inputs, outputs, "folder", "maps and check images share file names, so give each its own folder.")
+
+
+def refuse_clashes(inputs: dict[str, Path | None], outputs: dict[str, Path | None], kind: str, hint: str) -> None:
+    """Refuse an output (file or folder) that is one of the inputs, or the same as an earlier output."""
     named_outputs = [(name, Path(path)) for name, path in outputs.items() if path is not None]
-    for position, (name, folder) in enumerate(named_outputs):
-        for input_name, input_folder in inputs.items():
-            if input_folder is not None and same_file(folder, input_folder):
-                raise C2FError(f"{name} {folder} is {input_name} {input_folder} itself; c2f never writes over "
-                               f"its inputs. Choose another {name} folder.")
+    for position, (name, path) in enumerate(named_outputs):
+        for input_name, input_path in inputs.items():
+            if input_path is not None and same_file(path, input_path):
+                raise C2FError(f"{name} {path} is {input_name} {input_path} itself; c2f never writes over its "
+                               f"inputs. Choose another {name}{' folder' if kind == 'folder' else ''}.")
         for other_name, other in named_outputs[:position]:
-            if same_file(folder, other):
-                raise C2FError(f"{name} {folder} and {other_name} {other} are the same folder; maps and check "
-                               "images share file names, so give each its own folder.")
+            if same_file(path, other):
+                raise C2FError(f"{name} {path} and {other_name} {other} are the same {kind}; {hint}")
 
 
 def save_image(image: Image.Image, path: Path) -> None:
