@@ -244,7 +244,7 @@ def train(
 
         console.print(Text(f"training on {workers} Ray workers; per-epoch figures go to {out / 'log.csv'}"))
         weights_path = train_on_ray(data, out, label_set, config, width, depth, resume, command, workers,
-                                    ray_address, validation_data=val_data)
+                                    ray_address, validation_data=val_data, device=device.value)
         say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")
         return
     # Drawn from the first step on (start() is idempotent): a run refused while its data and --init

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("ray")
 
 from c2f.config import TrainConfig  # noqa: E402
+from c2f.errors import C2FError  # noqa: E402
 from c2f.distributed.ray_train import train_on_ray  # noqa: E402
 from c2f.io.label_sets import FASSEG_LABELS  # noqa: E402
 from c2f.training.loop import DataParallel, epoch_share, train_from_folder  # noqa: E402
@@ -40,3 +41,20 @@ def test_two_workers_resume_a_checkpoint_and_the_loss_falls(local_ray, generic_d
     assert len(losses) == 3 and losses[0] == first and losses[2] < losses[0]  # the history was resumed
     model, _, _ = load_weights(weights, None)
     assert model.config.width == 4 and (run / "curves.png").is_file()
+
+
+@pytest.mark.parametrize("device, gpus, workers, expected", [
+    ("auto", 0, 2, (False, "gloo")), ("auto", 1, 2, (False, "gloo")), ("auto", 2, 2, (True, "nccl")),
+    ("cpu", 8, 2, (False, "gloo")), ("cuda", 4, 2, (True, "nccl")),
+])
+def test_workers_get_gpus_and_nccl_only_when_each_has_one(device, gpus, workers, expected):
+    from c2f.distributed.ray_train import gpu_plan
+
+    assert gpu_plan(device, gpus, workers) == expected
+
+
+def test_cuda_workers_without_enough_gpus_are_refused():
+    from c2f.distributed.ray_train import gpu_plan
+
+    with pytest.raises(C2FError, match="needs 2 GPUs in the Ray cluster; it has 1"):
+        gpu_plan("cuda", 1, 2)

@@ -2,8 +2,8 @@
 
 Ray Train rather than torchrun: the same `pip install "c2f[ray]"` that runs refine on a
 cluster also trains on it, from one command on one machine (torchrun needs a launch on
-every node and a rendezvous address), and Ray Train sets up the process group itself
-(gloo, as training runs on CPUs). Every worker runs training.loop.train_from_folder with
+every node and a rendezvous address), and Ray Train sets up the process group itself: gloo
+on CPUs, NCCL when every worker gets a GPU. Every worker runs training.loop.train_from_folder with
 its rank: its share of each epoch's crops (epoch_share, from (seed, epoch)), gradients
 all-reduced by DDP, rank 0 alone writing checkpoint, log and curves; --resume loads the
 checkpoint on every rank. The run folder must be on a file system every node sees.
@@ -44,11 +44,21 @@ def train_worker(arguments: dict) -> None:
     train_from_folder(**arguments, parallel=parallel)
 
 
+def gpu_plan(device: str, cluster_gpus: float, workers: int) -> tuple[bool, str]:
+    """(whether each worker gets a GPU, the process group's backend) for --device and the cluster's GPU count."""
+    if device == "cuda" and cluster_gpus < workers:
+        raise C2FError(f"--device cuda with --workers {workers} needs {workers} GPUs in the Ray cluster; it has "
+                       f"{cluster_gpus:g}. Use fewer workers or --device cpu.")
+    use_gpu = device == "cuda" or (device == "auto" and cluster_gpus >= workers > 0)
+    return use_gpu, "nccl" if use_gpu else "gloo"
+
+
 def train_on_ray(data: Path, out_dir: Path, labels: LabelSet, config: TrainConfig, width: int | None = None,
                  depth: int | None = None, resume: bool = False, command: str = "", workers: int = 2,
                  address: str | None = None, until_epoch: int | None = None,
-                 validation_data: Path | None = None) -> Path:
-    """`c2f train --workers N`: train data-parallel on N Ray workers (CPU, gloo); returns the weights path."""
+                 validation_data: Path | None = None, device: str = "auto") -> Path:
+    """`c2f train --workers N`: train data-parallel on N Ray workers (GPUs with NCCL when the cluster has one per
+    worker and --device allows, else CPUs with gloo); returns the weights path."""
     ray = import_ray()
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -59,11 +69,13 @@ def train_on_ray(data: Path, out_dir: Path, labels: LabelSet, config: TrainConfi
     if workers < 1:
         raise C2FError(f"--workers must be at least 1, got {workers}.")
     connect(address)
+    use_gpu, backend = gpu_plan(device, ray.cluster_resources().get("GPU", 0), workers)
     arguments = dict(data=Path(data).resolve(), out_dir=out_dir, labels=labels, config=config, width=width,
                      depth=depth, resume=resume, command=command, until_epoch=until_epoch,
-                     validation_data=Path(validation_data).resolve() if validation_data else None)
-    trainer = TorchTrainer(train_worker, train_loop_config=arguments, torch_config=TorchConfig(backend="gloo"),
-                           scaling_config=ScalingConfig(num_workers=workers, use_gpu=False),
+                     validation_data=Path(validation_data).resolve() if validation_data else None,
+                     device="cuda" if use_gpu else "cpu")  # Ray Train shows each worker its own GPU as cuda:0
+    trainer = TorchTrainer(train_worker, train_loop_config=arguments, torch_config=TorchConfig(backend=backend),
+                           scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
                            run_config=RunConfig(name="c2f-train", storage_path=str(out_dir / ".ray-train")))
     try:
         trainer.fit()
