@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -37,6 +38,9 @@ WHOLE_PAIR = -1  # a row's start for a pair refined whole by one actor
 
 def import_ray():
     """The ray module, or a C2FError saying how to install it."""
+    # c2f says what matters; Ray's notices (Ray Data's plans and progress) would
+    # drown it. Read by Ray when it is imported and started, so set first; a user's own settings win.
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
     try:
         import ray
     except ImportError:
@@ -50,7 +54,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    logging.getLogger("ray").setLevel(logging.ERROR)  # c2f says what matters; Ray's notices would drown it
+    logging.getLogger("ray").setLevel(logging.ERROR)
     quiet = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     try:
         if address:
@@ -212,9 +216,12 @@ def run_pipeline(ray, rows: list[dict], source: ModelSource, job: FolderJob,
     context.execution_options.preserve_order = True  # outcomes in stem order, as single-process folder mode
     context.enable_progress_bars = False  # the command line draws its own
     workers, threads, gpus = cluster_workers(ray, cluster, source.device)
-    refined = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
-        PairRefiner, fn_constructor_kwargs={"source": source, "job": job, "threads": threads},
-        compute=ray.data.ActorPoolStrategy(size=min(workers, len(rows))), num_cpus=threads, num_gpus=gpus)
+    with warnings.catch_warnings():  # max_restarts travels as a remote argument, which Ray 2.60 calls deprecated
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+        refined = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
+            PairRefiner, fn_constructor_kwargs={"source": source, "job": job, "threads": threads},
+            compute=ray.data.ActorPoolStrategy(size=min(workers, len(rows))), num_cpus=threads, num_gpus=gpus,
+            max_restarts=0)  # a failed actor fails its pairs (the summary names them; --skip-existing resumes)
     return iter(refined.iter_rows())
 
 
