@@ -229,3 +229,24 @@ def test_refining_a_tall_photo_never_holds_its_class_probabilities_whole():
         coarse_echo_predictor(NUM_CLASSES), photo, coarse, NUM_CLASSES, settings)))
     # The photo and its maps are inputs and outputs; what refining adds is a few bands of rows.
     assert peak < whole_probabilities / 5, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_unannotated_pixels_take_their_nearest_annotated_class():
+    from c2f.inference.network_input import fill_unannotated
+
+    coarse = np.array([[0, 0, 6, 6, 1, 1],
+                       [0, 6, 6, 6, 6, 1],
+                       [2, 2, 6, 6, 1, 1]], dtype=np.uint8)  # 6 = not annotated for a 6-class map
+    filled = fill_unannotated(coarse, 6)
+    assert filled.dtype == coarse.dtype and (filled < 6).all()
+    np.testing.assert_array_equal(filled[coarse < 6], coarse[coarse < 6])  # annotated pixels keep their class
+    assert filled[0, 2] == 0 and filled[0, 3] == 1 and filled[1, 1] == 0 and filled[1, 4] == 1
+
+
+def test_maps_without_unannotated_pixels_or_with_nothing_annotated_are_left_alone():
+    from c2f.inference.network_input import fill_unannotated
+
+    complete = np.arange(12, dtype=np.uint8).reshape(3, 4) % 6
+    assert fill_unannotated(complete, 6) is complete
+    empty = np.full((3, 4), 6, dtype=np.uint8)
+    assert fill_unannotated(empty, 6) is empty

@@ -66,7 +66,8 @@ def compute_window_batch(predictor: Predictor, labels: LabelSet, uses_coarse: bo
     photo, coarse = inputs if inputs is not None else read_inputs(pair.photo, pair.coarse, labels)
     check_strict(coarse, pair.coarse, strict)
     layout = window_layout(*photo.shape[:2], settings)
-    padded_photo, padded_coarse = padded_inputs(photo, coarse.class_ids if uses_coarse else None, layout)
+    padded_photo, padded_coarse = padded_inputs(photo, coarse.class_ids if uses_coarse else None, layout,
+                                                 labels.num_classes)
     windows = predict_boxes(predictor, padded_photo, padded_coarse, labels.num_classes,
                             layout.boxes()[start:end], layout.batch_size)
     dtype = np.float16 if keeps_windows else np.float32

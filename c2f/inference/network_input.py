@@ -23,3 +23,24 @@ def network_input(photo: np.ndarray, coarse: np.ndarray | None, num_classes: int
         for class_id in range(num_classes):
             np.equal(coarse, class_id, out=result[3 + class_id], casting="unsafe")
     return result
+
+
+def fill_unannotated(coarse: np.ndarray, num_classes: int) -> np.ndarray:
+    """(H, W) class ids with every "not annotated" pixel (id num_classes) given its nearest annotated pixel's class.
+
+    Measured on the shipped face model (benchmarks/void_bands.py): with 4-8 px bands along every class
+    boundary left unannotated, the network loses 0.78 points of pixel accuracy when it sees no class there
+    (an all-zero one-hot), and 0.03 when the bands are filled so. A map without such pixels, or with nothing
+    annotated at all, is returned as it is.
+    """
+    unannotated = coarse >= num_classes
+    if not unannotated.any() or unannotated.all():
+        return coarse
+    import cv2  # here, not at the top: most maps have no such pixels, and OpenCV adds to refine's start-up
+
+    # OpenCV labels every annotated (zero) pixel and gives each other pixel the label of its nearest one.
+    _, nearest = cv2.distanceTransformWithLabels(unannotated.astype(np.uint8), cv2.DIST_L2, 5,
+                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    class_of_label = np.zeros(int(nearest.max()) + 1, dtype=coarse.dtype)
+    class_of_label[nearest[~unannotated]] = coarse[~unannotated]
+    return class_of_label[nearest]

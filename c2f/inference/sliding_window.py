@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from c2f.config import SIZE_MULTIPLE, WindowSettings
-from c2f.inference.network_input import network_input
+from c2f.inference.network_input import fill_unannotated, network_input
 from c2f.inference.postprocess import softmax
 from c2f.inference.predictor import Predictor
 from c2f.inference.tiling import (
@@ -87,11 +87,12 @@ def window_layout(height: int, width: int, settings: WindowSettings) -> WindowLa
     return WindowLayout(padded, settings.window, settings.overlap, settings.batch_size)
 
 
-def padded_inputs(photo: np.ndarray, coarse: np.ndarray | None,
-                  layout: WindowLayout) -> tuple[PaddedImage, PaddedImage | None]:
-    """The photo and coarse ids padded by reflection to the layout's size, as views cutting windows on demand."""
+def padded_inputs(photo: np.ndarray, coarse: np.ndarray | None, layout: WindowLayout,
+                  num_classes: int) -> tuple[PaddedImage, PaddedImage | None]:
+    """The photo and coarse ids padded by reflection to the layout's size, as views cutting windows on demand;
+    unannotated coarse pixels take their nearest annotated class first (network_input.fill_unannotated)."""
     return (PaddedImage(photo, *layout.padded),
-            None if coarse is None else PaddedImage(coarse, *layout.padded))
+            None if coarse is None else PaddedImage(fill_unannotated(coarse, num_classes), *layout.padded))
 
 
 def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
@@ -102,7 +103,7 @@ def refine_windows(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray |
     photo is uint8 (H, W, 3); coarse is (H, W) class ids, or None for RGB-only models.
     """
     layout = window_layout(*photo.shape[:2], settings)
-    windows = predict_boxes(predictor, *padded_inputs(photo, coarse, layout), num_classes, layout.boxes(),
+    windows = predict_boxes(predictor, *padded_inputs(photo, coarse, layout, num_classes), num_classes, layout.boxes(),
                             layout.batch_size, on_batch)
     return windows, layout.padded, layout.overlap
 
