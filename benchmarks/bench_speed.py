@@ -204,7 +204,11 @@ def pooled_accuracy(predicted: Path, names: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", action="store_true", help="also refine a 20000 x 20000 (400-megapixel) photo")
+    parser.add_argument("--big-only", action="store_true", help="refine the 400-megapixel photo and nothing else")
     arguments = parser.parse_args()
+    if arguments.big_only:
+        refine_sizes(BIG)
+        return
     from c2f.inference.onnx_session import thread_count
 
     threads = thread_count()
@@ -222,19 +226,9 @@ def main() -> None:
         rate = flops / seconds
         print(f"| {name} | {seconds * 1e3:.0f} | {rate / 1e9:.1f} | {rate / peaks[peak]:.0%} | {peak} |", flush=True)
 
-    sizes = {**SIZES, **(BIG if arguments.big else {})}
-    print("\n| photo | precision | s per command | s per megapixel | peak memory (GiB) |\n| --- | --- | ---: | ---: | ---: |")
+    refine_sizes({**SIZES, **(BIG if arguments.big else {})})
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        for megapixels, size in sizes.items():
-            photo, coarse = make_photo(folder, megapixels, size)
-            actual = size[0] * size[1] / 1e6
-            for precision in ("int8", "fp32") if megapixels < 100 else ("int8",):
-                seconds, peak = timed_command(refine_command(photo, coarse, folder / "fine.png", precision, actual))
-                print(f"| {size[1]} x {size[0]} ({actual:.1f} MP) | {precision} | {seconds:.1f} | "
-                      f"{seconds / actual:.2f} | {peak:.2f} |", flush=True)
-            photo.unlink()
-            coarse.unlink()
         faces = held_out_folders(folder)
         if faces is None:
             print(f"\n(skipped c2f vs densecrf: {DATA} is absent)")
@@ -267,6 +261,22 @@ def main() -> None:
             print()
     load = os.getloadavg()
     print(f"\nLoad average at the end: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min).")
+
+
+def refine_sizes(sizes: dict[float, tuple[int, int]]) -> None:
+    """One `c2f refine` command per photo size and precision: seconds per megapixel and peak memory."""
+    print("\n| photo | precision | s per command | s per megapixel | peak memory (GiB) |\n| --- | --- | ---: | ---: | ---: |")
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        for megapixels, size in sizes.items():
+            photo, coarse = make_photo(folder, megapixels, size)
+            actual = size[0] * size[1] / 1e6
+            for precision in ("int8", "fp32") if megapixels < 100 else ("int8",):
+                seconds, peak = timed_command(refine_command(photo, coarse, folder / "fine.png", precision, actual))
+                print(f"| {size[1]} x {size[0]} ({actual:.1f} MP) | {precision} | {seconds:.1f} | "
+                      f"{seconds / actual:.2f} | {peak:.2f} |", flush=True)
+            photo.unlink()
+            coarse.unlink()
 
 
 def cpu_flags() -> str:
