@@ -198,8 +198,9 @@ def train(
     ] = TrainConfig.step2_fraction,
     void_probability: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Share of training crops whose coarse map loses a band along its class boundaries "
-                               "(and sometimes a patch) to 'not annotated', so the model learns to fill such gaps, "
-                               "as in Cityscapes' coarse maps.")] = TrainConfig.void_probability,
+                               "(and sometimes a patch) to 'not annotated' (filled with the nearest annotated class, "
+                               "as refine fills them), so the model learns to correct such gaps, as in Cityscapes' "
+                               "coarse maps.")] = TrainConfig.void_probability,
     coarsen: Annotated[Optional[str], typer.Option(
         "--coarsen", help="Draw coarse maps from the fine ones, anew every epoch, for samples without a coarse map "
                           "(all samples with --coarsen-all): ranges like 'tolerance=4:32,min_area=50:400,jitter=0:3,"

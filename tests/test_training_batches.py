@@ -107,12 +107,17 @@ def test_the_defaults_are_the_shipped_models_recipe():
         assert getattr(defaults, name) == shipped[name], name
 
 
-def test_void_probability_leaves_coarse_pixels_of_no_class_in_both_batch_paths(samples):
+def test_void_probability_redraws_coarse_boundaries_with_the_nearest_class_in_both_batch_paths(samples):
     from c2f.training.batches import in_process_batches
 
     order = np.array([0, 1, 2, 3])
-    seeded = SeededBatches(samples, order, 4, 32, 6, True, seed=5, epoch=0, void_probability=1.0)
-    in_process = in_process_batches(samples, order, 4, 32, 6, True, np.random.default_rng(0), void_probability=1.0)
-    for inputs, _, _ in (*worker_batches(seeded, 0, pin_memory=False), *in_process):
-        no_class = inputs[:, 3:].sum(dim=1) == 0  # the one-hot coarse planes are all zero where not annotated
-        assert no_class.any()
+
+    def both_paths(void_probability: float):
+        seeded = SeededBatches(samples, order, 4, 32, 6, True, seed=5, epoch=0, void_probability=void_probability)
+        in_process = in_process_batches(samples, order, 4, 32, 6, True, np.random.default_rng(0),
+                                        void_probability=void_probability)
+        return [inputs for inputs, _, _ in (*worker_batches(seeded, 0, pin_memory=False), *in_process)]
+
+    for voided, drawn in zip(both_paths(1.0), both_paths(0.0)):
+        assert (voided[:, 3:].sum(dim=1) == 1).all()  # every pixel shows the network one class, as refine does
+        assert (voided[:, 3:] != drawn[:, 3:]).any()  # ... but not always the drawn one near boundaries

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from c2f.inference.network_input import network_input
+from c2f.inference.network_input import fill_unannotated, network_input
 from c2f.inference.tiling import pad_image
 from c2f.training.coarsen import boundary_band
 from c2f.training.samples import LoadedSample
@@ -74,9 +74,12 @@ def void_coarse_regions(crop: tuple[np.ndarray, np.ndarray, np.ndarray], num_cla
 
 def make_batch(crops: list, num_classes: int, use_coarse: bool,
                rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Network inputs (N, C, h, w) with colour jitter, and int64 targets (N, h, w)."""
-    inputs = np.stack([network_input(photo, coarse if use_coarse else None, num_classes)
-                       for photo, coarse, _ in crops])
+    """Network inputs (N, C, h, w) with colour jitter, and int64 targets (N, h, w).
+
+    Unannotated coarse pixels take their nearest annotated class, as refine gives them to the network.
+    """
+    inputs = np.stack([network_input(photo, fill_unannotated(coarse, num_classes) if use_coarse else None,
+                                     num_classes) for photo, coarse, _ in crops])
     # Lighting and camera differ between datasets: jitter contrast, brightness, and each channel's gain.
     contrast, brightness, gain = jitter_factors(len(crops), rng, TRAINING_JITTER)
     inputs[:, :3] = inputs[:, :3] * contrast * gain + brightness
