@@ -35,6 +35,11 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class ShippedModel(str, Enum):
+    fasseg = "fasseg"  # faces: FASSEG's six classes
+    camvid = "camvid"  # street scenes: CamVid's eleven classes and void
+
+
 class MapFormat(str, Enum):
     color = "color"  # RGB, one colour per class
     palette = "palette"  # 8-bit palette PNG whose indices are class ids
