@@ -47,7 +47,7 @@ def parse_coarsen_spec(text: str) -> CoarsenSettings:
     return replace(CoarsenSettings(), **changes)
 
 
-def _nearest_fill(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+def nearest_fill(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """Give each missing pixel of an int32 (H, W) map the value of its nearest present pixel."""
     if not missing.any() or missing.all():
         return values
@@ -91,7 +91,7 @@ def coarsen(fine: np.ndarray, settings: CoarsenSettings, rng: np.random.Generato
         shape.rings = [ring + rng.normal(0.0, jitter, ring.shape) for ring in shape.rings] if jitter > 0 else shape.rings
     missing_value = -1
     coarse = rasterize(shapes, *fine.shape, label_ids, fill=missing_value, dtype=np.int32)
-    coarse = _nearest_fill(coarse, coarse == missing_value)
+    coarse = nearest_fill(coarse, coarse == missing_value)
     if ignore_value is not None and band > 0:
         coarse[boundary_band(coarse, band)] = ignore_value
     void = np.isin(fine, list(skip))
