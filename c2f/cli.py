@@ -15,6 +15,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
@@ -257,6 +258,9 @@ def train(
         def on_step(step: int, steps: int, loss: float) -> None:
             progress.start()
             progress.update(step_task, completed=step, total=steps, status=f"loss {loss:.4f}")
+            if not progress.console.is_terminal and step % max(1, steps // 10) == 0:  # a log file: a line per tenth
+                progress.console.print(f"step {step}/{steps}: loss {loss:.4f}  ({time.strftime('%H:%M:%S')})",
+                                       highlight=False, markup=False)
 
         def on_epoch(row: dict) -> None:
             figures = f"loss {row['train_loss']:.4f}"
