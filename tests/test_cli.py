@@ -193,3 +193,25 @@ def test_main_help_shows_an_example():
 @pytest.mark.parametrize("command", sorted(typer.main.get_command(app).commands))
 def test_every_command_help_shows_an_example(command):
     assert "Example" in run(command, "--help").output
+
+
+def test_train_from_fine_maps_alone_in_camvids_layout_with_a_separate_validation_folder(tmp_path):
+    from conftest import make_scene
+    from PIL import Image
+
+    root = tmp_path / "CamVid"
+    for split, count in (("train", 3), ("val", 1)):
+        for folder in (split, f"{split}annot"):
+            (root / folder).mkdir(parents=True)
+        for index in range(count):
+            photo, _, fine = make_scene(40, 48, seed=index + (10 if split == "val" else 0))
+            Image.fromarray(photo).save(root / split / f"{split}_{index}.png")
+            Image.fromarray(fine).save(root / f"{split}annot" / f"{split}_{index}.png")
+    common = ("train", "--data", root, "--epochs", "1", "--crops-per-image", "1", "--crop-size", "32",
+              "--width", "4", "--depth", "2", "--device", "cpu")
+    refused = run(*common, "--out", tmp_path / "refused", expect_exit=1)
+    assert "--coarsen" in refused.output
+    run(*common, "--out", tmp_path / "run", "--val-data", root, "--coarsen", "tolerance=1:4,min_area=4:16")
+    _, _, metadata = load_weights(tmp_path / "run" / "model.safetensors")
+    assert metadata["split"]["validation"] == ["val_0"]
+    assert metadata["split"]["train"] == ["train_0", "train_1", "train_2"]
