@@ -10,8 +10,8 @@ style's ranges with --seed): "polygons" (c2f coarsen's default ranges), "rough" 
 more small objects) and "bands" (polygons with unannotated bands along class boundaries covering about a fifth of
 the pixels, as in Cityscapes' coarse maps). Each coarse map is then scored as it is (its unannotated pixels take
 their nearest annotated class), refined by a dense CRF (pydensecrf, unary from the coarse labels, unannotated
-pixels unsure, settings in CRF_SETTINGS) and by c2f (`c2f refine`'s defaults). Void (id 11) is left out of every score. Columns: pooled
-pixel accuracy, mean IoU over the 11 classes, the mean IoU of the four small classes (Pole, SignSymbol,
+pixels unsure, settings in CRF_SETTINGS) and by c2f (`c2f refine`'s defaults, and with `--smooth 0`). Void
+(id 11) is left out of every score. Columns: pooled pixel accuracy, mean IoU over the 11 classes, the mean IoU of the four small classes (Pole, SignSymbol,
 Pedestrian, Bicyclist), training minutes (from the run's log.csv), median seconds per photo, IoU per class.
 """
 
@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from c2f.inference.backends import load_predictor
-from c2f.inference.sliding_window import refine_map
+from c2f.config import WindowSettings
+from c2f.inference.postprocess import class_ids, smooth
+from c2f.inference.sliding_window import refine_probabilities
 from c2f.io.label_sets import load_label_set
 from c2f.score import confusion_matrix, scores_from_confusion
 from c2f.shipped import refine_weights
@@ -82,19 +84,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="fixes every coarse map's drawing")
     parser.add_argument("--limit", type=int, default=0, help="only the first N val photos (0: all 101)")
     parser.add_argument("--crf-iterations", type=int, default=5)
-    parser.add_argument("--smooth", type=float, default=None, help="c2f's --smooth (default: refine's)")
     arguments = parser.parse_args()
     if not arguments.data.is_dir():
         sys.exit(f"skipped: {arguments.data} is absent")
     labels = load_label_set("camvid")
     num_classes = labels.num_classes
     predictor, _, _ = load_predictor(refine_weights(arguments.weights, None, "camvid", "auto"), labels)
-    from c2f.config import WindowSettings
-
-    settings = WindowSettings() if arguments.smooth is None else WindowSettings(smoothing=arguments.smooth)
+    unsmoothed = WindowSettings(smoothing=0.0)
     samples = [load_sample(sample, labels) for sample in find_validation_samples(arguments.data)]
     samples = samples[:arguments.limit] if arguments.limit else samples
-    minutes = {"coarse map": 0.0, "densecrf": 0.0, "c2f": training_minutes(arguments.log)}
+    minutes = {"coarse map": 0.0, "densecrf": 0.0, "c2f": training_minutes(arguments.log),
+               "c2f -s 0": training_minutes(arguments.log)}
     small = [labels.names.index(name) for name in SMALL_CLASSES]
     header = (f"{'coarse maps':<9} {'method':<10} {'pixel acc':>9} {'mIoU':>6} {'small4':>6} {'train min':>9} "
               f"{'s/photo':>7} " + " ".join(f"{name[:6]:>6}" for name in labels.names))
@@ -109,15 +109,20 @@ def main() -> None:
             rng = np.random.default_rng([arguments.seed, style_index, index])
             drawn = coarsen(sample.fine, style_settings, rng, ignore_value=num_classes, skip_values=(num_classes,))
             unannotated.append(np.mean(drawn == num_classes))
-            for name in minutes:
+            network_seconds = 0.0
+            for name in ("coarse map", "densecrf", "c2f -s 0", "c2f"):
                 started = time.perf_counter()
                 if name == "coarse map":
                     predicted = nearest_fill(drawn.astype(np.int32), drawn == num_classes)
                 elif name == "densecrf":
                     predicted = dense_crf(sample.photo, drawn, num_classes, arguments.crf_iterations)
-                else:
-                    predicted = refine_map(predictor, sample.photo, drawn, num_classes, settings)
-                seconds[name].append(time.perf_counter() - started)
+                elif name == "c2f -s 0":  # `c2f refine --smooth 0`: the network's own map
+                    probabilities = refine_probabilities(predictor, sample.photo, drawn, num_classes, unsmoothed)
+                    predicted = class_ids(probabilities)
+                else:  # `c2f refine`'s defaults: the same probabilities, smoothed
+                    predicted = class_ids(smooth(probabilities, WindowSettings.smoothing))
+                    network_seconds = seconds["c2f -s 0"][-1]
+                seconds[name].append(time.perf_counter() - started + (network_seconds if name == "c2f" else 0.0))
                 confusions[name] += confusion_matrix(predicted, sample.fine, num_classes)
         for name, confusion in confusions.items():
             scores = scores_from_confusion(confusion)
