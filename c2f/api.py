@@ -25,6 +25,7 @@ from c2f.io.label_maps import check_ids, colors_to_ids, id_dtype, read_label_map
 from c2f.io.label_sets import LabelSet, load_label_set
 from c2f.io.photos import read_photo
 from c2f.scoring import Scores, confusion_matrix, scores_from_confusion
+from c2f.shipped import SHIPPED_MODELS, refine_weights
 
 ArrayOrPath = Union[np.ndarray, str, Path]
 
@@ -62,13 +63,17 @@ class Refiner:
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", device: str = "auto",
                  labels: str | Path | LabelSet | None = None, settings: WindowSettings = WindowSettings(),
                  on_note: Callable[[str], None] | None = None):
-        """weights: None (the shipped FASSEG model), a .safetensors or an .onnx file; backend: auto, torch or
-        onnx; device: auto, cpu or cuda; labels: a label file or LabelSet the model must have."""
+        """weights: None (the shipped model made for labels, else FASSEG's), a shipped model's name (fasseg,
+        camvid), a .safetensors or an .onnx file; backend: auto, torch or onnx; device: auto, cpu or cuda; labels:
+        a label file, a shipped table's name or a LabelSet the model must have."""
         requested = labels if isinstance(labels, LabelSet) or labels is None else load_label_set(Path(labels))
         settings.check()
         self.settings = settings
-        self.predictor, self.labels, self.uses_coarse = load_predictor(
-            Path(weights) if weights is not None else None, requested, backend, device, on_note)
+        shipped_name = str(weights) if weights is not None and str(weights) in SHIPPED_MODELS \
+            and not Path(weights).exists() else None
+        path = refine_weights(None if shipped_name or weights is None else Path(weights), shipped_name,
+                              None if isinstance(labels, LabelSet) else labels, backend)
+        self.predictor, self.labels, self.uses_coarse = load_predictor(path, requested, backend, device, on_note)
 
     def refine(self, photo: ArrayOrPath, coarse: ArrayOrPath | None = None, probabilities: bool = False,
                ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
@@ -41,10 +42,12 @@ from c2f.config import (
     Mode,
     Precision,
     ReadLimits,
+    ShippedModel,
     TrainConfig,
     WindowSettings,
 )
 from c2f.errors import C2FError
+from c2f.shipped import refine_weights
 
 app = typer.Typer(
     help="Turn coarse segmentation maps into fine ones with a conditional U-Net.\n\n"
@@ -258,6 +261,9 @@ def train(
         def on_step(step: int, steps: int, loss: float) -> None:
             progress.start()
             progress.update(step_task, completed=step, total=steps, status=f"loss {loss:.4f}")
+            if not progress.console.is_terminal and step % max(1, steps // 10) == 0:  # a log file: a line per tenth
+                progress.console.print(f"step {step}/{steps}: loss {loss:.4f}  ({time.strftime('%H:%M:%S')})",
+                                       highlight=False, markup=False)
 
         def on_epoch(row: dict) -> None:
             figures = f"loss {row['train_loss']:.4f}"
@@ -281,6 +287,9 @@ def refine(
         help="Its coarse map, or a folder of maps paired with the photos by file stem.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Fine map to write (a folder in folder mode).")],
     weights: WeightsOption = None,
+    model: Annotated[Optional[ShippedModel], typer.Option(
+        "--model", help="A shipped model instead of --weights: fasseg (faces) or camvid (street scenes). Default: "
+                        "the one made for --labels (--labels camvid: camvid), else fasseg.")] = None,
     labels: LabelsOption = None,
     backend: Annotated[Backend, typer.Option(
         help="auto (ONNX Runtime for .onnx files and the shipped model, which it runs about twice as fast on a "
@@ -344,6 +353,7 @@ def refine(
     with read_limits(ReadLimits(max_pixels=round(max_megapixels * 1e6))):
         check_refine_inputs(image, coarse)
         requested_labels = load_label_set(labels) if labels else None
+        weights = refine_weights(weights, model.value if model else None, labels, backend.value)
         # Notes from loading (a GPU that cannot be used) come as RuntimeWarnings: print each as one line.
         with warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("always", RuntimeWarning)
@@ -564,6 +574,43 @@ def score(
     for name, row in zip(label_set.names, report.predicted.confusion):
         confusion.add_row(Text(name), *[str(value) for value in row])
     Console().print(confusion)
+
+
+@app.command()
+@run_command
+def coarsen(
+    fine: Annotated[Path, typer.Argument(help="A fine label map, or a folder of them.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Coarse map to write, or a folder for a folder.")],
+    labels: LabelsOption = None,
+    tolerance: Annotated[str, typer.Option(
+        help="Pixels a region's simplified polygon may stray from its outline: a number or LOW:HIGH.")] = "4:32",
+    min_area: Annotated[str, typer.Option(
+        help="Regions under this many pixels are left out, filled by their surroundings.")] = "50:400",
+    jitter: Annotated[str, typer.Option(help="Standard deviation in pixels of each vertex's shake.")] = "0:3",
+    band: Annotated[str, typer.Option(
+        help="Width in pixels of the unannotated bands along class boundaries, as in Cityscapes' coarse maps; "
+             "needs a label table with an ignore entry.")] = "0",
+    seed: Annotated[int, typer.Option(
+        help="Each map draws its settings from the ranges with (seed, file stem): reruns repeat exactly.")] = 0,
+    output_format: Annotated[Optional[MapFormat], typer.Option(
+        "--format", help="color, palette, index, labelme or coco. Default: the fine map's.")] = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Draw coarse maps from fine ones the way people draw coarse annotations.
+
+    Example: c2f coarsen fine/ -o coarse/ --labels camvid --tolerance 8:32 --band 4:10 --seed 1
+    """
+    from c2f.coarsen_maps import coarsen_maps
+    from c2f.io.label_sets import load_label_set
+    from c2f.training.coarsen import parse_coarsen_spec
+
+    settings = parse_coarsen_spec(f"tolerance={tolerance},min_area={min_area},jitter={jitter},band={band}")
+    count = 0
+    for written in coarsen_maps(fine, output, load_label_set(labels), settings, seed,
+                                output_format.value if output_format else None, overwrite):
+        count += 1
+        console.print(Text(f"{written.output}  ({written.unannotated_share:.1%} not annotated)"))
+    say("done", "green", f"{count} coarse map{'s' if count != 1 else ''} written", " ")
 
 
 @app.command()

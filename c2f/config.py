@@ -41,6 +41,11 @@ class Precision(str, Enum):
     int8 = "int8"
 
 
+class ShippedModel(str, Enum):
+    fasseg = "fasseg"  # faces: FASSEG's six classes
+    camvid = "camvid"  # street scenes: CamVid's eleven classes and void
+
+
 class MapFormat(str, Enum):
     color = "color"  # RGB, one colour per class
     palette = "palette"  # 8-bit palette PNG whose indices are class ids

@@ -31,7 +31,9 @@ def int8_onnx_path() -> Path:
     return default_weights_path(INT8_ONNX_NAME)
 
 
-SHIPPED_MODELS = {"fasseg": DEFAULT_WEIGHTS_NAME}  # names that --init accepts for a shipped model
+# Shipped models by name (`--model`, `--init`): FASSEG's faces and CamVid's street scenes, each with its label table
+# of the same name (labels/NAME.toml) and an ONNX export beside it (NAME.onnx).
+SHIPPED_MODELS = {"fasseg": DEFAULT_WEIGHTS_NAME, "camvid": "camvid.safetensors"}
 
 
 def resolve_weights(path: Path) -> Path:
@@ -53,3 +55,35 @@ def shipped_label_table(name: str) -> Path:
     if checkout_copy.is_file():
         return checkout_copy
     return Path(__file__).resolve().parent / "label_tables" / f"{name}.toml"
+
+
+def shipped_model_for_labels(labels: str | Path | None) -> str | None:
+    """The shipped model made for a label table: `--labels camvid` (or the shipped camvid.toml itself) gives camvid."""
+    if labels is None:
+        return None
+    name = Path(labels).stem
+    if name in SHIPPED_MODELS and (str(labels) == name or Path(labels).resolve() == shipped_label_table(name).resolve()):
+        return name
+    return None
+
+
+def refine_weights(weights: Path | None, model: str | None, labels: str | Path | None, backend: str) -> Path | None:
+    """The weights `c2f refine` loads: --weights as given, else the shipped model named by --model or made for
+    --labels (its ONNX file unless the torch backend is asked for), else None for the default (FASSEG) model."""
+    from c2f.errors import C2FError
+
+    if weights is not None and model is not None:
+        raise C2FError("give --weights or --model, not both: --model names a shipped model, --weights a file.")
+    if weights is not None:
+        return Path(weights)
+    name = model or shipped_model_for_labels(labels)
+    if name is not None and name not in SHIPPED_MODELS:
+        raise C2FError(f"no shipped model {name!r}; choose one of {', '.join(SHIPPED_MODELS)}.")
+    if name is None or SHIPPED_MODELS[name] == DEFAULT_WEIGHTS_NAME:
+        return None  # the default model, whose precision (--precision) picks its file
+    safetensors = default_weights_path(SHIPPED_MODELS[name])
+    onnx = safetensors.with_suffix(".onnx")
+    path = onnx if backend != "torch" and onnx.is_file() else safetensors
+    if not path.is_file():
+        raise C2FError(f"the shipped {name} model is missing ({path}); reinstall c2f.")
+    return path

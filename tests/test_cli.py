@@ -212,3 +212,25 @@ def test_max_megapixels_refuses_bigger_photos_and_raising_it_lets_them_through(t
     allowed = CliRunner().invoke(app, [*arguments, "-o", str(tmp_path / "b.png"), "--max-megapixels", "0.02"])
     assert allowed.exit_code == 0, allowed.output
     assert max_pixels() == 64_000_000  # the limit is raised for that command only
+
+
+def test_train_from_fine_maps_alone_in_camvids_layout_with_a_separate_validation_folder(tmp_path):
+    from conftest import make_scene
+    from PIL import Image
+
+    root = tmp_path / "CamVid"
+    for split, count in (("train", 3), ("val", 1)):
+        for folder in (split, f"{split}annot"):
+            (root / folder).mkdir(parents=True)
+        for index in range(count):
+            photo, _, fine = make_scene(40, 48, seed=index + (10 if split == "val" else 0))
+            Image.fromarray(photo).save(root / split / f"{split}_{index}.png")
+            Image.fromarray(fine).save(root / f"{split}annot" / f"{split}_{index}.png")
+    common = ("train", "--data", root, "--epochs", "1", "--crops-per-image", "1", "--crop-size", "32",
+              "--width", "4", "--depth", "2", "--device", "cpu")
+    refused = run(*common, "--out", tmp_path / "refused", expect_exit=1)
+    assert "--coarsen" in refused.output
+    run(*common, "--out", tmp_path / "run", "--val-data", root, "--coarsen", "tolerance=1:4,min_area=4:16")
+    _, _, metadata = load_weights(tmp_path / "run" / "model.safetensors")
+    assert metadata["split"]["validation"] == ["val_0"]
+    assert metadata["split"]["train"] == ["train_0", "train_1", "train_2"]

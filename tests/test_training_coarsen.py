@@ -112,3 +112,10 @@ def test_draw_coarse_maps_keeps_existing_coarse_maps_unless_asked_to_redraw_all(
     assert not np.array_equal(redrawn[0].coarse, own)
     coarse_only = LoadedSample("c", np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8), None)
     assert draw_coarse_maps([coarse_only], settings, 9, (0,), redraw_all=True)[0] is coarse_only
+
+
+def test_a_region_that_simplifies_to_a_sliver_is_left_out():
+    fine = np.zeros((80, 80), np.uint8)
+    fine[30:34, 10:70] = 1  # 240 px, 4 px thick: a 6 px tolerance leaves a line
+    coarse = coarsen(fine, parse_coarsen_spec("tolerance=6,min_area=100,jitter=0"), np.random.default_rng(0))
+    assert not (coarse == 1).any()

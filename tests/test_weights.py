@@ -149,3 +149,18 @@ def test_a_gan_training_checkpoint_loads_as_weights(tmp_path):
 
 def test_default_weights_path_names_the_shipped_fasseg_file():
     assert default_weights_path().name == "fasseg.safetensors"
+
+
+def test_refine_picks_the_shipped_model_made_for_the_label_table(tmp_path):
+    from c2f.errors import C2FError
+    from c2f.shipped import default_weights_path, refine_weights, shipped_model_for_labels
+
+    assert shipped_model_for_labels("camvid") == "camvid"
+    assert shipped_model_for_labels(None) is None and shipped_model_for_labels("cityscapes") is None
+    assert shipped_model_for_labels(tmp_path / "camvid.toml") is None  # a table of one's own, not the shipped one
+    assert refine_weights(None, None, None, "auto") is None
+    assert refine_weights(tmp_path / "mine.safetensors", None, "camvid", "auto") == tmp_path / "mine.safetensors"
+    assert refine_weights(None, "fasseg", None, "torch") == default_weights_path("fasseg.safetensors")
+    assert refine_weights(None, "fasseg", None, "auto").suffix == ".onnx"
+    with pytest.raises(C2FError, match="not both"):
+        refine_weights(tmp_path / "mine.safetensors", "fasseg", None, "auto")

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from c2f.errors import C2FError
-from c2f.io.polygons import rasterize, trace_regions
+from c2f.io.polygons import Shape, rasterize, trace_regions
 from c2f.training.samples import LoadedSample
 
 
@@ -47,7 +47,7 @@ def parse_coarsen_spec(text: str) -> CoarsenSettings:
     return replace(CoarsenSettings(), **changes)
 
 
-def _nearest_fill(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+def nearest_fill(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """Give each missing pixel of an int32 (H, W) map the value of its nearest present pixel."""
     if not missing.any() or missing.all():
         return values
@@ -56,6 +56,20 @@ def _nearest_fill(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
                                                  labelType=cv2.DIST_LABEL_PIXEL)
     present_values = values[~missing]
     return present_values[nearest - 1]
+
+
+def without_slivers(shapes: list[Shape], min_area: float) -> list[Shape]:
+    """The shapes whose simplified outline still covers half of min_area px, with the holes that do: simplifying a
+    thin region within a large tolerance leaves a line, which nobody draws."""
+    # half: a ring runs through its border pixels' centres, so a small square's ring encloses well under its pixels
+    least = min_area / 2
+    kept = []
+    for shape in shapes:
+        areas = [cv2.contourArea(ring.astype(np.float32)) for ring in shape.rings]
+        if areas and areas[0] >= least:
+            shape.rings = [shape.rings[0]] + [ring for ring, area in zip(shape.rings[1:], areas[1:]) if area >= least]
+            kept.append(shape)
+    return kept
 
 
 def boundary_band(values: np.ndarray, width: float) -> np.ndarray:
@@ -87,11 +101,12 @@ def coarsen(fine: np.ndarray, settings: CoarsenSettings, rng: np.random.Generato
     shapes = trace_regions(fine, names, tolerance, skip_ids=skip, min_area=int(min_area))
     if not shapes:  # every region was small: keep the largest rather than annotate nothing
         shapes = trace_regions(fine, names, tolerance, skip_ids=skip)[:1]
+    shapes = without_slivers(shapes, min_area) or shapes[:1]
     for shape in shapes:
         shape.rings = [ring + rng.normal(0.0, jitter, ring.shape) for ring in shape.rings] if jitter > 0 else shape.rings
     missing_value = -1
     coarse = rasterize(shapes, *fine.shape, label_ids, fill=missing_value, dtype=np.int32)
-    coarse = _nearest_fill(coarse, coarse == missing_value)
+    coarse = nearest_fill(coarse, coarse == missing_value)
     if ignore_value is not None and band > 0:
         coarse[boundary_band(coarse, band)] = ignore_value
     void = np.isin(fine, list(skip))
