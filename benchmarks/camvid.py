@@ -30,7 +30,7 @@ from c2f.config import WindowSettings
 from c2f.inference.postprocess import class_ids, smooth
 from c2f.inference.sliding_window import refine_probabilities
 from c2f.io.label_sets import load_label_set
-from c2f.score import confusion_matrix, scores_from_confusion
+from c2f.scoring import confusion_matrix, scores_from_confusion
 from c2f.shipped import refine_weights
 from c2f.training.coarsen import coarsen, nearest_fill, parse_coarsen_spec
 from c2f.training.samples import find_validation_samples, load_sample

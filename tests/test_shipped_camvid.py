@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from c2f.io.label_sets import load_label_set
-from c2f.score import confusion_matrix, scores_from_confusion
+from c2f.scoring import confusion_matrix, scores_from_confusion
 from c2f.shipped import default_weights_path, refine_weights
 from c2f.training.coarsen import coarsen, parse_coarsen_spec
 from c2f.training.samples import find_validation_samples, load_sample
