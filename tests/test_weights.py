@@ -160,7 +160,9 @@ def test_refine_picks_the_shipped_model_made_for_the_label_table(tmp_path):
     assert shipped_model_for_labels(tmp_path / "camvid.toml") is None  # a table of one's own, not the shipped one
     assert refine_weights(None, None, None, "auto") is None
     assert refine_weights(tmp_path / "mine.safetensors", None, "camvid", "auto") == tmp_path / "mine.safetensors"
-    assert refine_weights(None, "fasseg", None, "torch") == default_weights_path("fasseg.safetensors")
-    assert refine_weights(None, "fasseg", None, "auto").suffix == ".onnx"
+    assert refine_weights(None, "fasseg", None, "auto") is None  # the default model: --precision picks its file
+    camvid = refine_weights(None, "camvid", None, "auto")
+    assert camvid == default_weights_path("camvid.safetensors").with_suffix(".onnx")
+    assert refine_weights(None, "camvid", None, "torch") == default_weights_path("camvid.safetensors")
     with pytest.raises(C2FError, match="not both"):
         refine_weights(tmp_path / "mine.safetensors", "fasseg", None, "auto")
