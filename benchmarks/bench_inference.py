@@ -274,7 +274,7 @@ def time_training(data: Path, config: ModelConfig, recipe: dict, max_epochs: int
     """Seconds and epochs until validation accuracy >= TARGET_ACCURACY (or the cap), and the accuracy then.
 
     The recipe is the weights' own training config (the shipped model's), so the figure says how
-    soon the shipped recipe passes the seed report's accuracy, not how some other recipe does.
+    soon the shipped recipe passes the 2019 report's accuracy, not how some other recipe does.
     """
     from c2f.training.samples import load_sample
     from c2f.training.loop import train_model

@@ -1,4 +1,4 @@
-"""The seed report's Table 1, reproduced side by side on one fixed split of FASSEG.
+"""The 2019 report's Table 1, reproduced side by side on one fixed split of FASSEG.
 
 Every row trains from scratch on the same split (seeded), with the same budget,
 and is scored on the same held-out faces by pooled pixel accuracy against the
@@ -30,7 +30,7 @@ from c2f.training.samples import split_samples
 from c2f.weights import load_tensors
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
-PAPER = {  # the seed report's Table 1, pixel accuracy in %
+PAPER = {  # the 2019 report's Table 1, pixel accuracy in %
     "coarse map (reference)": 89.9,
     "conditional U-Net": 94.5,
     "GAN step 1": 91.4,
