@@ -28,10 +28,9 @@ def network_input(photo: np.ndarray, coarse: np.ndarray | None, num_classes: int
 def fill_unannotated(coarse: np.ndarray, num_classes: int) -> np.ndarray:
     """(H, W) class ids with every "not annotated" pixel (id num_classes) given its nearest annotated pixel's class.
 
-    Measured on the shipped face model (benchmarks/void_bands.py): with 4-8 px bands along every class
-    boundary left unannotated, the network loses 0.78 points of pixel accuracy when it sees no class there
-    (an all-zero one-hot), and 0.03 when the bands are filled so. A map without such pixels, or with nothing
-    annotated at all, is returned as it is.
+    Chosen by measurement over showing the network no class there (an all-zero one-hot), which it
+    handles far worse; benchmarks/void_bands.py measures what void bands cost with the filling. A map
+    without such pixels, or with nothing annotated at all, is returned as it is.
     """
     unannotated = coarse >= num_classes
     if not unannotated.any() or unannotated.all():
