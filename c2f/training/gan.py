@@ -33,7 +33,6 @@ from c2f.config import TrainConfig
 from c2f.training.augment import STRONG_JITTER, jitter_factors, make_batch, random_crop
 from c2f.training.samples import LoadedSample
 
-DISCRIMINATORS = ("pixel", "image")
 ADVERSARIAL_WEIGHT = 0.01  # Hung et al.'s lambda_adv: small, the cross-entropy leads
 # Weight of the pseudo-labels in step 2, against 1 for the supervised loss. Held-out accuracy after step 2
 # on Table 1's split, one run each (benchmarks/gan_step2_variants.py): 1.0: 93.64 %, 0.3: 93.80 %, and
