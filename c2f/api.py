@@ -20,7 +20,7 @@ from c2f.config import WindowSettings
 from c2f.errors import C2FError
 from c2f.inference.backends import load_predictor
 from c2f.inference.postprocess import class_ids
-from c2f.inference.sliding_window import refine_probabilities
+from c2f.inference.sliding_window import refine_map, refine_probabilities
 from c2f.io.label_maps import check_ids, colors_to_ids, id_dtype, read_label_map
 from c2f.io.label_sets import LabelSet, load_label_set
 from c2f.io.photos import read_photo
@@ -87,10 +87,11 @@ class Refiner:
             if coarse_ids.shape != photo_array.shape[:2]:
                 raise C2FError(f"the coarse map is {coarse_ids.shape[1]}x{coarse_ids.shape[0]} but the photo is "
                                f"{photo_array.shape[1]}x{photo_array.shape[0]}; they must be the same size.")
+        if not probabilities:  # stitched in row bands: no (K, H, W) array for a big photo
+            return refine_map(self.predictor, photo_array, coarse_ids, self.labels.num_classes, self.settings)
         stitched = refine_probabilities(self.predictor, photo_array, coarse_ids, self.labels.num_classes,
                                         self.settings)
-        fine = class_ids(stitched)
-        return (fine, stitched) if probabilities else fine
+        return class_ids(stitched), stitched
 
 
 def score(predicted: ArrayOrPath, fine: ArrayOrPath, labels: str | Path | LabelSet | None = None) -> Scores:

@@ -94,15 +94,18 @@ class PairRefiner:
     def __init__(self, source: ModelSource, job: FolderJob, threads: int):
         # Each actor gets its share of the cores; ONNX Runtime (onnx_session.thread_count) and torch honour this.
         os.environ["OMP_NUM_THREADS"] = str(threads)
-        from c2f.inference.backends import load_predictor
+        from c2f.inference.backends import choose_backend, load_predictor, model_file
 
-        if source.backend == "torch" or (source.weights and Path(source.weights).suffix == ".safetensors"):
+        backend = source.backend
+        if backend == "auto":  # as load_predictor will choose it
+            backend = choose_backend(model_file(source.weights, backend, source.precision))
+        if backend == "torch":
             import torch
 
             torch.set_num_threads(threads)
         self.predictor, self.labels, self.uses_coarse = load_predictor(source.weights, source.labels,
                                                                        source.backend, source.device,
-                                                                       source.precision)
+                                                                       precision=source.precision)
         self.job = job
         self.cached: tuple[str, object] | None = None  # the last split photo's inputs, read once per actor
 
