@@ -213,28 +213,22 @@ def test_1_output_is_the_coarse_map_through_dot_dot(pair):
                    inputs)
 
 
-def test_1_photo_given_through_a_symlink_and_output_is_its_target(pair):
+@pytest.mark.parametrize("link", ["the photo given through a symlink, output its target",
+                                  "output a symlink to the coarse map", "output a hard link to the coarse map"])
+def test_1_links_never_let_an_output_replace_an_input(pair, link):
     photo, coarse = pair
-    link = photo.parent / "link.png"
-    link.symlink_to(photo)
-    inputs = snapshot(photo, coarse, link)
-    assert_refused(invoke("refine", link, coarse, "-o", photo, "--overwrite"), inputs)
-
-
-def test_1_output_is_a_symlink_to_the_coarse_map(pair):
-    photo, coarse = pair
-    link = photo.parent / "out.png"
-    link.symlink_to(coarse)
-    inputs = snapshot(photo, coarse, link)
-    assert_refused(invoke("refine", photo, coarse, "-o", link, "--overwrite"), inputs)
-
-
-def test_1_output_is_a_hard_link_to_the_coarse_map(pair):
-    photo, coarse = pair
-    hard = photo.parent / "out.png"
-    os.link(coarse, hard)
-    inputs = snapshot(photo, coarse, hard)
-    assert_refused(invoke("refine", photo, coarse, "-o", hard, "--overwrite"), inputs)
+    linked = photo.parent / ("link.png" if link.startswith("the photo") else "out.png")
+    if link.startswith("the photo"):
+        linked.symlink_to(photo)
+        arguments = (linked, coarse, "-o", photo)
+    elif "symlink" in link:
+        linked.symlink_to(coarse)
+        arguments = (photo, coarse, "-o", linked)
+    else:
+        os.link(coarse, linked)
+        arguments = (photo, coarse, "-o", linked)
+    inputs = snapshot(photo, coarse, linked)
+    assert_refused(invoke("refine", *arguments, "--overwrite"), inputs)
 
 
 def test_1_overlay_is_the_photo(pair, tmp_path):
