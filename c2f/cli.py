@@ -189,6 +189,9 @@ def train(
                        "fasseg for the shipped model; its label set and architecture must match.")] = None,
     seed: Annotated[int, typer.Option(
         help="Fixes split, initialisation and augmentation: runs repeat exactly.")] = TrainConfig.seed,
+    split_seed: Annotated[Optional[int], typer.Option(
+        help="Fixes the split alone, so a rerun with another --seed keeps the same held-out faces. "
+             "Default: --seed.")] = None,
     fine_fraction: Annotated[Optional[float], typer.Option(
         min=0.0, max=1.0, help="Share of training faces that keep their fine maps; the rest are coarse-only. "
                                "Default: 0.4 with --mode gan (20 of 50, as in the 2019 report), else 1.")] = None,
@@ -237,7 +240,8 @@ def train(
 
     config = TrainConfig(mode=mode.value, epochs=epochs, crops_per_image=crops_per_image, crop_size=crop_size,
                          batch_size=batch_size, learning_rate=lr, class_weight_power=class_weight_power,
-                         validation_fraction=validation_fraction, seed=seed, fine_fraction=fine_fraction,
+                         validation_fraction=validation_fraction, seed=seed, split_seed=split_seed,
+                         fine_fraction=fine_fraction,
                          discriminator=discriminator.value, step2_fraction=step2_fraction,
                          init_weights=str(init) if init else "", void_probability=void_probability,
                          coarsen=coarsen or "", coarsen_all=coarsen_all)

@@ -83,6 +83,7 @@ class TrainConfig:
     class_weight_power: float = 0.25  # loss weight = class frequency ** -power (1 = inverse, 0 = unweighted)
     validation_fraction: float = 0.2  # share of fine-labelled faces held out
     seed: int = 0  # fixes split, initialisation, crops and augmentation
+    split_seed: int | None = None  # fixes the split alone when set (reruns on the same held-out faces); None: seed
     fine_fraction: float | None = None  # share of training faces keeping fine maps; None: 0.4 for gan, else 1.0
     discriminator: str = "pixel"  # gan: pixel (per-pixel confidence) or image (the 2019 report's)
     step2_fraction: float = 0.5  # gan: share of epochs spent in step 2, on coarse-only faces too
@@ -100,6 +101,11 @@ class TrainConfig:
         if self.fine_fraction is not None:
             return self
         return dataclasses.replace(self, fine_fraction=0.4 if self.mode == "gan" else 1.0)
+
+    @property
+    def split_by(self) -> int:
+        """The seed of the train/validation and fine/coarse-only splits."""
+        return self.seed if self.split_seed is None else self.split_seed
 
 
 # The U-Net halves the size up to five times, so inputs are padded to multiples of 32.

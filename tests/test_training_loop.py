@@ -106,6 +106,16 @@ def test_another_seed_gives_other_weights(synthetic_samples, tmp_path):
     assert not all(torch.equal(first[name], second[name]) for name in first)
 
 
+def test_split_seed_keeps_the_held_out_faces_while_seed_changes_the_rest(synthetic_samples, tmp_path):
+    splits = {}
+    for name, seed, split_seed in (("base", 0, None), ("rerun", 1, 0), ("other_split", 1, None)):
+        config = tiny_config(epochs=1, seed=seed, split_seed=split_seed)
+        train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / name)
+        splits[name] = load_weights(tmp_path / name / WEIGHTS_NAME, FASSEG_LABELS)[2]["split"]
+    assert splits["rerun"] == splits["base"]
+    assert splits["other_split"]["validation"] != splits["base"]["validation"]
+
+
 def test_rgb_only_mode_trains_a_model_without_coarse_input(synthetic_samples, tmp_path):
     config = ModelConfig(use_coarse=False, width=4, depth=2)
     weights = train_model(synthetic_samples, FASSEG_LABELS, config, tiny_config(epochs=1), tmp_path)

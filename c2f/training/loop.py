@@ -207,7 +207,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     if len(labelled) < 1:
         raise C2FError("training needs at least one sample with a fine map.")
     if validation is None:
-        train_samples, validation_samples = split_paired_first(labelled, config.validation_fraction, config.seed)
+        train_samples, validation_samples = split_paired_first(labelled, config.validation_fraction, config.split_by)
     else:
         train_samples, validation_samples = labelled, [sample for sample in validation if sample.fine is not None]
         if not validation_samples:
@@ -215,14 +215,14 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     num_classes = model_config.num_classes
     if config.coarsen:  # fixed drawings, so every epoch is scored on the same coarse maps
         validation_samples = draw_coarse_maps(validation_samples, parse_coarsen_spec(config.coarsen), num_classes,
-                                              (config.seed, VALIDATION_COARSE_STREAM), config.coarsen_all)
+                                              (config.split_by, VALIDATION_COARSE_STREAM), config.coarsen_all)
     # Faces beyond fine_fraction lose their fine maps: gan mode learns from them, the others ignore them.
-    kept, coarse_only = split_fine_and_coarse_only(train_samples, config.fine_fraction, config.seed)
+    kept, coarse_only = split_fine_and_coarse_only(train_samples, config.fine_fraction, config.split_by)
     if config.coarsen and coarse_only:  # their coarse maps are drawn once, from the fine maps they then lose
         originals = {sample.name: sample for sample in train_samples}
         coarse_only = [dataclasses.replace(sample, fine=None) for sample in draw_coarse_maps(
             [originals[sample.name] for sample in coarse_only], parse_coarsen_spec(config.coarsen), num_classes,
-            (config.seed, COARSE_ONLY_STREAM), config.coarsen_all)]
+            (config.split_by, COARSE_ONLY_STREAM), config.coarsen_all)]
     train_samples = kept
     coarse_only += [sample for sample in samples if sample.fine is None]
     split = {"train": [s.name for s in train_samples], "validation": [s.name for s in validation_samples],
