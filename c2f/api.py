@@ -62,17 +62,18 @@ class Refiner:
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", device: str = "auto",
                  labels: str | Path | LabelSet | None = None, settings: WindowSettings = WindowSettings(),
-                 on_note: Callable[[str], None] | None = None):
+                 on_note: Callable[[str], None] | None = None, precision: str = "auto"):
         """weights: None (the shipped model made for labels, else FASSEG's), a shipped model's name (fasseg,
         camvid), a .safetensors or an .onnx file; backend: auto, torch or onnx; device: auto, cpu or cuda; labels:
-        a label file, a shipped table's name or a LabelSet the model must have."""
+        a label file, a shipped table's name or a LabelSet the model must have; precision: auto (a shipped
+        model's int8 export where there is one), int8 or fp32, for shipped models."""
         requested = labels if isinstance(labels, LabelSet) or labels is None else load_label_set(Path(labels))
         settings.check()
         self.settings = settings
         shipped_name = str(weights) if weights is not None and str(weights) in SHIPPED_MODELS \
             and not Path(weights).exists() else None
         path = refine_weights(None if shipped_name or weights is None else Path(weights), shipped_name,
-                              None if isinstance(labels, LabelSet) else labels, backend)
+                              None if isinstance(labels, LabelSet) else labels, backend, precision)
         self.predictor, self.labels, self.uses_coarse = load_predictor(path, requested, backend, device, on_note)
 
     def refine(self, photo: ArrayOrPath, coarse: ArrayOrPath | None = None, probabilities: bool = False,

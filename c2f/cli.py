@@ -300,8 +300,8 @@ def refine(
              "CPU; torch for .safetensors), torch, or onnx.")] = Backend.auto,
     device: DeviceOption = Device.auto,
     precision: Annotated[Precision, typer.Option(
-        help="The shipped model's precision: auto (int8 when weights/fasseg.int8.onnx is present, else float32), "
-             "fp32 or int8. For your own models pass --weights with the file.")] = Precision.auto,
+        help="The shipped model's precision: auto (its int8 export, NAME.int8.onnx, where it is shipped, else "
+             "float32), fp32 or int8. For your own models pass --weights with the file.")] = Precision.auto,
     max_megapixels: Annotated[float, typer.Option(
         min=0.01, help="Refuse photos and maps larger than this, read from their headers before decoding "
                        "(a guard against decompression bombs); raise it for real big photos.")
@@ -357,12 +357,12 @@ def refine(
     with read_limits(ReadLimits(max_pixels=round(max_megapixels * 1e6))):
         check_refine_inputs(image, coarse)
         requested_labels = load_label_set(labels) if labels else None
-        weights = refine_weights(weights, model.value if model else None, labels, backend.value)
+        weights = refine_weights(weights, model.value if model else None, labels, backend.value, precision.value)
         # Notes from loading (a GPU that cannot be used) come as RuntimeWarnings: print each as one line.
         with warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("always", RuntimeWarning)
             predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend.value,
-                                                               device.value, precision=precision.value)
+                                                               device.value)
         for note in notes:
             if issubclass(note.category, RuntimeWarning):
                 note_conversion(str(note.message))
@@ -382,7 +382,7 @@ def refine(
                 from c2f.distributed.ray_refine import ModelSource, connect, refine_folder_on_ray
 
                 connect(ray_address)
-                source = ModelSource(weights, requested_labels, backend.value, device.value, precision.value)
+                source = ModelSource(weights, requested_labels, backend.value, device.value)
                 outcomes = refine_folder_on_ray(source, label_set, pairs, windows_dir=windows_dir,
                                                 cluster=ClusterSettings(workers=workers), **options)
             render_folder_outcomes(pairs, unpaired, outcomes)

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+DEFAULT_MODEL = "fasseg"  # the model `c2f refine` uses when neither --weights, --model nor a matching --labels is given
 DEFAULT_WEIGHTS_NAME = "fasseg.safetensors"
 DEFAULT_ONNX_NAME = "fasseg.onnx"
 INT8_ONNX_NAME = "fasseg.int8.onnx"  # `c2f export --quantize int8` of the shipped model; refine's default when present
+
+# Shipped models by name (`--model`, `--init`): FASSEG's faces and CamVid's street scenes, each with its label table
+# of the same name (labels/NAME.toml), an ONNX export beside it (NAME.onnx) and, where int8 keeps the model's
+# accuracy, its int8 export (NAME.int8.onnx).
+SHIPPED_MODELS = {"fasseg": DEFAULT_WEIGHTS_NAME, "camvid": "camvid.safetensors"}
 
 
 def default_weights_path(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
@@ -21,19 +27,39 @@ def default_weights_path(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
     return Path(__file__).resolve().parent / "shipped_weights" / name
 
 
-def default_onnx_path() -> Path:
-    """The shipped FASSEG model as ONNX: fasseg.onnx beside the shipped safetensors."""
-    return default_weights_path(DEFAULT_ONNX_NAME)
+def default_onnx_path(model: str = DEFAULT_MODEL) -> Path:
+    """A shipped model as float32 ONNX: NAME.onnx beside its safetensors."""
+    return default_weights_path(SHIPPED_MODELS[model]).with_suffix(".onnx")
 
 
-def int8_onnx_path() -> Path:
-    """The shipped FASSEG model quantised to int8: fasseg.int8.onnx beside the shipped safetensors."""
-    return default_weights_path(INT8_ONNX_NAME)
+def int8_onnx_path(model: str = DEFAULT_MODEL) -> Path:
+    """A shipped model quantised to int8: NAME.int8.onnx beside its safetensors."""
+    return default_weights_path(SHIPPED_MODELS[model]).with_suffix(".int8.onnx")
 
 
-# Shipped models by name (`--model`, `--init`): FASSEG's faces and CamVid's street scenes, each with its label table
-# of the same name (labels/NAME.toml) and an ONNX export beside it (NAME.onnx).
-SHIPPED_MODELS = {"fasseg": DEFAULT_WEIGHTS_NAME, "camvid": "camvid.safetensors"}
+def shipped_model_file(model: str, backend: str = "auto", precision: str = "auto") -> Path:
+    """The file of a shipped model for a backend and precision (auto, int8 or fp32).
+
+    auto picks the int8 export where it is shipped (it is shipped only when it keeps the float32
+    model's accuracy, and it runs faster on a CPU), else float32 ONNX; the torch backend loads the
+    safetensors.
+    """
+    from c2f.errors import C2FError
+
+    safetensors, onnx, int8 = default_weights_path(SHIPPED_MODELS[model]), default_onnx_path(model), \
+        int8_onnx_path(model)
+    if precision == "int8":
+        if backend == "torch":
+            raise C2FError("--precision int8 runs on ONNX Runtime; drop --backend torch.")
+        if not int8.is_file():
+            raise C2FError(f"the int8 model {int8} is missing; run `c2f export --quantize int8 "
+                           "--calibration DATA` or pass --precision fp32.")
+        return int8
+    if backend == "torch":
+        return safetensors
+    if precision == "auto" and int8.is_file():
+        return int8
+    return onnx if onnx.is_file() or backend == "onnx" else safetensors
 
 
 def resolve_weights(path: Path) -> Path:
@@ -67,23 +93,23 @@ def shipped_model_for_labels(labels: str | Path | None) -> str | None:
     return None
 
 
-def refine_weights(weights: Path | None, model: str | None, labels: str | Path | None, backend: str) -> Path | None:
-    """The weights `c2f refine` loads: --weights as given, else the shipped model named by --model or made for
-    --labels (its ONNX file unless the torch backend is asked for), else None for the default (FASSEG) model."""
+def refine_weights(weights: Path | None, model: str | None, labels: str | Path | None, backend: str = "auto",
+                   precision: str = "auto") -> Path:
+    """The file `c2f refine` loads: --weights as given, else the shipped model named by --model or made for
+    --labels, else the default (FASSEG) model, in the file --backend and --precision ask for."""
     from c2f.errors import C2FError
 
     if weights is not None and model is not None:
         raise C2FError("give --weights or --model, not both: --model names a shipped model, --weights a file.")
     if weights is not None:
+        if precision != "auto":
+            raise C2FError("--precision chooses among the shipped models; --weights names its own file (write an "
+                           "int8 one with `c2f export --quantize int8 --calibration DATA`).")
         return Path(weights)
-    name = model or shipped_model_for_labels(labels)
-    if name is not None and name not in SHIPPED_MODELS:
+    name = model or shipped_model_for_labels(labels) or DEFAULT_MODEL
+    if name not in SHIPPED_MODELS:
         raise C2FError(f"no shipped model {name!r}; choose one of {', '.join(SHIPPED_MODELS)}.")
-    if name is None or SHIPPED_MODELS[name] == DEFAULT_WEIGHTS_NAME:
-        return None  # the default model, whose precision (--precision) picks its file
-    safetensors = default_weights_path(SHIPPED_MODELS[name])
-    onnx = safetensors.with_suffix(".onnx")
-    path = onnx if backend != "torch" and onnx.is_file() else safetensors
+    path = shipped_model_file(name, backend, precision)
     if not path.is_file():
         raise C2FError(f"the shipped {name} model is missing ({path}); reinstall c2f.")
     return path

@@ -30,7 +30,7 @@ def camvid_weights() -> Path:
 
 def test_labels_camvid_picks_the_shipped_camvid_model(camvid_weights):
     assert refine_weights(None, None, "camvid", "torch") == camvid_weights
-    assert refine_weights(None, "camvid", None, "auto") == camvid_weights.with_suffix(".onnx")
+    assert refine_weights(None, "camvid", None, "auto", "fp32") == camvid_weights.with_suffix(".onnx")
 
 
 def test_shipped_camvid_model_refines_rough_coarse_maps_of_val_photos(camvid_weights):

@@ -153,16 +153,36 @@ def test_default_weights_path_names_the_shipped_fasseg_file():
 
 def test_refine_picks_the_shipped_model_made_for_the_label_table(tmp_path):
     from c2f.errors import C2FError
-    from c2f.shipped import default_weights_path, refine_weights, shipped_model_for_labels
+    from c2f.shipped import default_weights_path, refine_weights, shipped_model_file, shipped_model_for_labels
 
     assert shipped_model_for_labels("camvid") == "camvid"
     assert shipped_model_for_labels(None) is None and shipped_model_for_labels("cityscapes") is None
     assert shipped_model_for_labels(tmp_path / "camvid.toml") is None  # a table of one's own, not the shipped one
-    assert refine_weights(None, None, None, "auto") is None
+    assert refine_weights(None, None, None, "auto") == shipped_model_file("fasseg")
     assert refine_weights(tmp_path / "mine.safetensors", None, "camvid", "auto") == tmp_path / "mine.safetensors"
-    assert refine_weights(None, "fasseg", None, "auto") is None  # the default model: --precision picks its file
-    camvid = refine_weights(None, "camvid", None, "auto")
-    assert camvid == default_weights_path("camvid.safetensors").with_suffix(".onnx")
+    assert refine_weights(None, "fasseg", None, "auto", "fp32") == default_weights_path("fasseg.onnx")
+    assert refine_weights(None, "camvid", None, "auto") == shipped_model_file("camvid")
+    assert refine_weights(None, "camvid", None, "auto", "fp32") == default_weights_path("camvid.onnx")
     assert refine_weights(None, "camvid", None, "torch") == default_weights_path("camvid.safetensors")
+    with pytest.raises(C2FError, match="--precision chooses among the shipped models"):
+        refine_weights(tmp_path / "mine.onnx", None, None, "auto", "fp32")
     with pytest.raises(C2FError, match="not both"):
         refine_weights(tmp_path / "mine.safetensors", "fasseg", None, "auto")
+
+
+def test_a_shipped_models_precision_picks_its_file(tmp_path, monkeypatch):
+    from c2f import shipped
+    from c2f.errors import C2FError
+
+    monkeypatch.setattr(shipped, "default_weights_path", lambda name=shipped.DEFAULT_WEIGHTS_NAME: tmp_path / name)
+    for name in ("camvid.safetensors", "camvid.onnx"):
+        (tmp_path / name).write_bytes(b"")
+    assert shipped.shipped_model_file("camvid") == tmp_path / "camvid.onnx"  # no int8 export shipped: float32
+    with pytest.raises(C2FError, match="int8 model .* is missing"):
+        shipped.shipped_model_file("camvid", precision="int8")
+    (tmp_path / "camvid.int8.onnx").write_bytes(b"")
+    assert shipped.shipped_model_file("camvid") == tmp_path / "camvid.int8.onnx"
+    assert shipped.shipped_model_file("camvid", precision="fp32") == tmp_path / "camvid.onnx"
+    assert shipped.shipped_model_file("camvid", backend="torch") == tmp_path / "camvid.safetensors"
+    with pytest.raises(C2FError, match="ONNX Runtime"):
+        shipped.shipped_model_file("camvid", backend="torch", precision="int8")

@@ -12,7 +12,7 @@ from c2f.inference.devices import check_device, cuda_available
 from c2f.inference.onnx_session import onnx_predictor
 from c2f.inference.predictor import Predictor
 from c2f.io.label_sets import LabelSet
-from c2f.shipped import default_onnx_path, int8_onnx_path
+from c2f.shipped import default_onnx_path, refine_weights
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -29,29 +29,10 @@ def choose_backend(weights: Path | None) -> str:
     return "onnx" if Path(weights).suffix.lower() == ".onnx" else "torch"
 
 
-def model_file(weights: Path | None, backend: str = "auto", precision: str = "auto") -> Path | None:
-    """The file to load: --weights as given, else the shipped model of the precision asked for (None: the default).
-
-    precision auto picks the shipped int8 model when it is present (its accuracy on the held-out
-    faces is within 0.03 points of float32's, and it runs faster on a CPU), else float32.
-    """
-    if weights is not None:
-        if precision != "auto":
-            raise C2FError("--precision chooses among the shipped models; --weights names its own file (write an "
-                           "int8 one with `c2f export --quantize int8 --calibration DATA`).")
-        return weights
-    if precision == "int8":
-        if backend == "torch":
-            raise C2FError("--precision int8 runs on ONNX Runtime; drop --backend torch.")
-        if not int8_onnx_path().is_file():
-            raise C2FError(f"the int8 model {int8_onnx_path()} is missing; run `c2f export --quantize int8 "
-                           "--calibration DATA` or pass --precision fp32.")
-        return int8_onnx_path()
-    if backend == "torch":
-        return None
-    if precision == "fp32":
-        return default_onnx_path() if default_onnx_path().is_file() or backend == "onnx" else None
-    return int8_onnx_path() if int8_onnx_path().is_file() else None
+def model_file(weights: Path | None, backend: str = "auto", precision: str = "auto") -> Path:
+    """The file to load: --weights as given, else the default shipped model in the precision asked for
+    (shipped.shipped_model_file: int8 where shipped, unless fp32 is asked for)."""
+    return refine_weights(weights, None, None, backend, precision)
 
 
 def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str = "auto", device: str = "auto",
