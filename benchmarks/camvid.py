@@ -3,16 +3,20 @@
 Run from the repository root (CamVid in ../shared/data/CamVid; its README gives the source):
 
     python benchmarks/camvid.py
-    python benchmarks/camvid.py --weights runs/camvid/model.safetensors --log runs/camvid/log.csv --limit 20
+    python benchmarks/camvid.py --model plain=weights/camvid.safetensors --model lite0=runs/lite0/model.safetensors
+    python benchmarks/camvid.py --model mine=runs/camvid/model.safetensors --limit 20
 
 The 101 val photos' fine maps are coarsened in three fixed styles (each map its own settings, drawn from the
 style's ranges with --seed): "polygons" (c2f coarsen's default ranges), "rough" (looser polygons that leave out
 more small objects) and "bands" (polygons with unannotated bands along class boundaries covering about a fifth of
 the pixels, as in Cityscapes' coarse maps). Each coarse map is then scored as it is (its unannotated pixels take
 their nearest annotated class), refined by a dense CRF (pydensecrf, unary from the coarse labels, unannotated
-pixels unsure, settings in CRF_SETTINGS) and by c2f (`c2f refine`'s defaults, and with `--smooth 0`). Void
-(id 11) is left out of every score. Columns: pooled pixel accuracy, mean IoU over the 11 classes, the mean IoU of the four small classes (Pole, SignSymbol,
-Pedestrian, Bicyclist), training minutes (from the run's log.csv), median seconds per photo, IoU per class.
+pixels unsure, settings in CRF_SETTINGS) and by each c2f model given with --model (`c2f refine`'s defaults;
+default: the shipped camvid model, in the precision `c2f refine` picks). Void (id 11) is left out of every
+score. Columns: pooled pixel accuracy, mean IoU over the 11 classes, the mean IoU of the four small classes
+(Pole, SignSymbol, Pedestrian, Bicyclist), training minutes (the sum of the `seconds` column of the run's
+log.csv beside the weights, or of weights/NAME_training_log.csv for a shipped model), median seconds per photo,
+IoU per class.
 """
 
 from __future__ import annotations
@@ -26,9 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from c2f.inference.backends import load_predictor
-from c2f.config import WindowSettings
-from c2f.inference.postprocess import class_ids, smooth
-from c2f.inference.sliding_window import refine_probabilities
+from c2f.inference.sliding_window import refine_map
 from c2f.io.label_sets import load_label_set
 from c2f.scoring import confusion_matrix, scores_from_confusion
 from c2f.shipped import refine_weights
@@ -67,19 +69,29 @@ def dense_crf(photo: np.ndarray, coarse: np.ndarray, num_classes: int, iteration
     return np.argmax(crf.inference(iterations), axis=0).reshape(height, width)
 
 
-def training_minutes(log: Path | None) -> float:
-    """Minutes of training in a run's log.csv (the sum of its epochs' seconds), NaN without one."""
-    if log is None or not log.is_file():
-        return float("nan")
-    with open(log) as handle:
-        return sum(float(row["seconds"]) for row in csv.DictReader(handle)) / 60
+def training_minutes(weights: Path) -> float:
+    """Minutes of training in the log.csv beside a run's weights (or NAME_training_log.csv), NaN without one."""
+    stem = weights.name.split(".")[0]
+    for log in (weights.parent / "log.csv", weights.parent / f"{stem}_training_log.csv"):
+        if log.is_file():
+            with open(log) as handle:
+                return sum(float(row["seconds"]) for row in csv.DictReader(handle)) / 60
+    return float("nan")
+
+
+def named_model(text: str) -> tuple[str, Path]:
+    """--model NAME=PATH."""
+    name, separator, path = text.partition("=")
+    if not separator or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, help="a .safetensors or .onnx file (default: the shipped camvid model)")
-    parser.add_argument("--log", type=Path, default=Path("benchmarks/logs/camvid_log.csv"),
-                        help="the training run's log.csv, for the training minutes")
+    parser.add_argument("--model", type=named_model, action="append", default=[],
+                        help="NAME=PATH of a .safetensors or .onnx file, repeatable (default: the shipped camvid "
+                             "model as c2f)")
     parser.add_argument("--data", type=Path, default=DATA, help="CamVid in SegNet's layout")
     parser.add_argument("--seed", type=int, default=0, help="fixes every coarse map's drawing")
     parser.add_argument("--limit", type=int, default=0, help="only the first N val photos (0: all 101)")
@@ -89,13 +101,13 @@ def main() -> None:
         sys.exit(f"skipped: {arguments.data} is absent")
     labels = load_label_set("camvid")
     num_classes = labels.num_classes
-    predictor, _, _ = load_predictor(refine_weights(arguments.weights, None, "camvid", "auto"), labels)
-    unsmoothed = WindowSettings(smoothing=0.0)
+    models = dict(arguments.model) or {"c2f": refine_weights(None, None, "camvid")}
+    predictors = {name: load_predictor(path, labels)[0] for name, path in models.items()}
     samples = [load_sample(sample, labels) for sample in find_validation_samples(arguments.data)]
     samples = samples[:arguments.limit] if arguments.limit else samples
-    minutes = {"coarse map": 0.0, "densecrf": 0.0, "c2f": training_minutes(arguments.log),
-               "c2f -s 0": training_minutes(arguments.log)}
+    minutes = {"coarse map": 0.0, "densecrf": 0.0} | {name: training_minutes(path) for name, path in models.items()}
     small = [labels.names.index(name) for name in SMALL_CLASSES]
+    print("models: " + ", ".join(f"{name} = {path}" for name, path in models.items()))
     header = (f"{'coarse maps':<9} {'method':<10} {'pixel acc':>9} {'mIoU':>6} {'small4':>6} {'train min':>9} "
               f"{'s/photo':>7} " + " ".join(f"{name[:6]:>6}" for name in labels.names))
     print(f"CamVid val: {len(samples)} photos, void left out, coarse maps drawn with seed {arguments.seed}")
@@ -109,20 +121,15 @@ def main() -> None:
             rng = np.random.default_rng([arguments.seed, style_index, index])
             drawn = coarsen(sample.fine, style_settings, rng, ignore_value=num_classes, skip_values=(num_classes,))
             unannotated.append(np.mean(drawn == num_classes))
-            network_seconds = 0.0
-            for name in ("coarse map", "densecrf", "c2f -s 0", "c2f"):
+            for name in minutes:
                 started = time.perf_counter()
                 if name == "coarse map":
                     predicted = nearest_fill(drawn.astype(np.int32), drawn == num_classes)
                 elif name == "densecrf":
                     predicted = dense_crf(sample.photo, drawn, num_classes, arguments.crf_iterations)
-                elif name == "c2f -s 0":  # `c2f refine --smooth 0`: the network's own map
-                    probabilities = refine_probabilities(predictor, sample.photo, drawn, num_classes, unsmoothed)
-                    predicted = class_ids(probabilities)
-                else:  # `c2f refine`'s defaults: the same probabilities, smoothed
-                    predicted = class_ids(smooth(probabilities, WindowSettings.smoothing))
-                    network_seconds = seconds["c2f -s 0"][-1]
-                seconds[name].append(time.perf_counter() - started + (network_seconds if name == "c2f" else 0.0))
+                else:  # `c2f refine`'s defaults
+                    predicted = refine_map(predictors[name], sample.photo, drawn, num_classes)
+                seconds[name].append(time.perf_counter() - started)
                 confusions[name] += confusion_matrix(predicted, sample.fine, num_classes)
         for name, confusion in confusions.items():
             scores = scores_from_confusion(confusion)
