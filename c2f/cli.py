@@ -207,6 +207,16 @@ def train(
                                "(and sometimes a patch) to 'not annotated' (filled with the nearest annotated class, "
                                "as refine fills them), so the model learns to correct such gaps, as in Cityscapes' "
                                "coarse maps.")] = TrainConfig.void_probability,
+    relabel_probability: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of training crops in which one to three whole regions of the coarse map are "
+                               "given another class (mostly a bordering one) while the fine target stays, so the "
+                               "model learns to overrule regions a coarse map got wrong (a sweater marked as hair) "
+                               "instead of copying them.")] = TrainConfig.relabel_probability,
+    soft_boundaries: Annotated[bool, typer.Option(
+        "--soft-boundaries", help="Learn anti-aliased edges of colour fine maps as what they are: a pixel whose "
+                                  "colour blends two class colours counts for both classes, by its share of each. "
+                                  "Palette and index maps have no blends and train as before; validation and "
+                                  "scoring stay with the nearest colour.")] = TrainConfig.soft_boundaries,
     coarsen: Annotated[Optional[str], typer.Option(
         "--coarsen", help="Draw coarse maps from the fine ones, anew every epoch, for samples without a coarse map "
                           "(all samples with --coarsen-all): ranges like 'tolerance=4:32,min_area=50:400,jitter=0:3,"
@@ -244,7 +254,8 @@ def train(
                          fine_fraction=fine_fraction,
                          discriminator=discriminator.value, step2_fraction=step2_fraction,
                          init_weights=str(init) if init else "", void_probability=void_probability,
-                         coarsen=coarsen or "", coarsen_all=coarsen_all)
+                         coarsen=coarsen or "", coarsen_all=coarsen_all, relabel_probability=relabel_probability,
+                         soft_boundaries=soft_boundaries)
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
     if workers > 1 or ray:

@@ -95,6 +95,12 @@ class TrainConfig:
     # the training samples that have no coarse map of their own; "" = only samples with coarse maps train.
     coarsen: str = ""
     coarsen_all: bool = False  # draw coarse maps for every training sample, replacing the coarse maps on disk
+    # Share of training crops in which one to three connected regions of the coarse map take another class (mostly
+    # a bordering one), the fine target unchanged, so the network learns to overrule whole wrong regions.
+    relabel_probability: float = 0.0
+    # Soft targets where a colour fine map's anti-aliased edge pixel blends two class colours: its loss is shared
+    # between the two classes by its colour. Validation and scoring stay hard (nearest colour).
+    soft_boundaries: bool = False
 
     def resolved(self) -> TrainConfig:
         """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""

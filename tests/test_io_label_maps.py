@@ -12,7 +12,13 @@ from PIL import Image
 from c2f.errors import C2FError
 from c2f.io.files import write_atomically
 from c2f.io.label_maps import RASTER_ENCODINGS as ENCODINGS
-from c2f.io.label_maps import read_label_map, write_label_map
+from c2f.io.label_maps import (
+    color_blends,
+    colors_to_ids,
+    read_class_blend,
+    read_label_map,
+    write_label_map,
+)
 from c2f.io.label_sets import FASSEG_LABELS, LabelSet, load_label_set
 from c2f.io.photos import read_photo
 
@@ -258,3 +264,43 @@ def test_far_from_palette_blends_agrees_with_measuring_every_blend():
                 nearest_blend = np.minimum(nearest_blend, np.linalg.norm(colors - points, axis=1))
         expected = nearest_blend > FAR_COLOR_DISTANCE
         assert np.array_equal(far_from_palette_blends(colors, palette, FAR_COLOR_DISTANCE), expected)
+
+
+def test_blends_give_each_edge_pixel_its_two_classes_and_the_share_of_the_first(tmp_path):
+    palette = FASSEG_LABELS.palette().astype(float)
+    background, skin = palette[0], palette[2]
+    fractions = np.array([0.0, 0.25, 0.5, 0.75, 1.0])  # skin's share, from pure background to pure skin
+    row = np.round(background + fractions[:, None] * (skin - background)).astype(np.uint8)[None]
+    Image.fromarray(row).save(tmp_path / "edge.png")
+    blend = read_class_blend(tmp_path / "edge.png", FASSEG_LABELS)
+    np.testing.assert_array_equal(blend.first[0], [0, 0, 2, 2, 2])  # 128/255 of skin: skin, just
+    np.testing.assert_array_equal(blend.second[0], [0, 2, 0, 0, 2])  # pure pixels: their own class again
+    np.testing.assert_allclose(blend.share[0], [1, 191 / 255, 128 / 255, 191 / 255, 1], atol=1e-6)
+    assert blend.share.dtype == np.float32
+
+
+def test_a_blend_of_opposite_colours_keeps_its_two_classes_and_a_foreign_colour_stays_hard():
+    eyes, skin = FASSEG_LABELS.palette()[[3, 2]].astype(float)
+    grey = np.round((eyes + skin) / 2).astype(np.uint8)  # nearest palette colour: hair's dark red
+    rgb = np.array([[grey, (255, 0, 255)]], dtype=np.uint8)  # magenta: far from every blend
+    blend = color_blends(rgb, FASSEG_LABELS)
+    assert {int(blend.first[0, 0]), int(blend.second[0, 0])} == {2, 3}
+    assert blend.share[0, 0] == pytest.approx(0.5, abs=0.01)
+    hard, _ = colors_to_ids(rgb, FASSEG_LABELS)
+    assert blend.first[0, 1] == blend.second[0, 1] == hard[0, 1] and blend.share[0, 1] == 1
+
+
+def test_blends_among_many_classes_and_none_for_maps_of_class_ids(tmp_path):
+    # More classes than blends are sought among: twelve greens close together, then blue and pink far from them.
+    colors = [(index * 10, 250, 0) for index in range(12)] + [(0, 0, 255), (255, 0, 128)]
+    labels = LabelSet(tuple(f"class {index}" for index in range(len(colors))), tuple(colors))
+    first, second = labels.palette()[[12, 13]].astype(float)
+    rgb = np.round(first + np.array([0.0, 0.3, 1.0])[:, None] * (second - first)).astype(np.uint8)[None]
+    blend = color_blends(rgb, labels)
+    np.testing.assert_array_equal(blend.first[0], [12, 12, 13])
+    np.testing.assert_array_equal(blend.second[0], [12, 13, 13])
+    assert blend.share[0, 1] == pytest.approx(0.7, abs=0.01)
+    write_label_map(tmp_path / "ids.png", random_ids(6), FASSEG_LABELS, "palette")
+    write_label_map(tmp_path / "index.png", random_ids(6), FASSEG_LABELS, "index")
+    assert read_class_blend(tmp_path / "ids.png", FASSEG_LABELS) is None
+    assert read_class_blend(tmp_path / "index.png", FASSEG_LABELS) is None

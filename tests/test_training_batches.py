@@ -121,3 +121,22 @@ def test_void_probability_redraws_coarse_boundaries_with_the_nearest_class_in_bo
     for voided, drawn in zip(both_paths(1.0), both_paths(0.0)):
         assert (voided[:, 3:].sum(dim=1) == 1).all()  # every pixel shows the network one class, as refine does
         assert (voided[:, 3:] != drawn[:, 3:]).any()  # ... but not always the drawn one near boundaries
+
+
+def test_relabel_probability_changes_coarse_inputs_but_not_targets_in_both_batch_paths(samples):
+    from c2f.training.batches import in_process_batches
+
+    order = np.array([0, 1, 2, 3])
+
+    def both_paths(relabel_probability: float):
+        # One crop per batch: a seeded batch draws its crop first, so relabelling leaves it as it was.
+        seeded = SeededBatches(samples, order, 1, 32, 6, True, seed=5, epoch=0,
+                               relabel_probability=relabel_probability)
+        in_process = in_process_batches(samples, order, 4, 32, 6, True, np.random.default_rng(0),
+                                        relabel_probability=relabel_probability)
+        return list(worker_batches(seeded, 0, pin_memory=False)), list(in_process)
+
+    (seeded, in_process), (seeded_drawn, in_process_drawn) = both_paths(1.0), both_paths(0.0)
+    assert all(torch.equal(targets, drawn[1]) for (_, targets, _), drawn in zip(seeded, seeded_drawn))
+    for batches, drawn_batches in ((seeded, seeded_drawn), (in_process, in_process_drawn)):
+        assert any((inputs[:, 3:] != drawn[0][:, 3:]).any() for (inputs, _, _), drawn in zip(batches, drawn_batches))

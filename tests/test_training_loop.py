@@ -308,3 +308,55 @@ def test_fine_only_samples_always_train_and_leave_the_held_out_triplets_as_they_
     expected_train, expected_validation = split_samples(synthetic_samples, 0.5, seed=3)
     assert [sample.name for sample in validation] == [sample.name for sample in expected_validation]
     assert {sample.name for sample in train} == {sample.name for sample in expected_train + fine_only}
+
+
+def test_the_soft_loss_equals_the_hard_loss_on_pure_pixels_and_splits_a_blend_by_its_shares():
+    from c2f.training.augment import target_shares
+    from c2f.training.loop import weighted_cross_entropy
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 6, 5, 7, generator=generator)
+    ids = torch.randint(0, 7, (2, 5, 7), generator=generator)  # 6: ignored
+    weights = torch.rand(6, generator=generator) + 0.5
+    shares = torch.from_numpy(np.stack([target_shares(face.numpy().astype(np.uint8), 6) for face in ids]))
+    hard = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=6)(logits, ids)
+    torch.testing.assert_close(weighted_cross_entropy(logits, shares, weights), hard)
+    assert torch.equal(weighted_cross_entropy(logits, ids, weights), hard)
+    half = torch.zeros(1, 6, 1, 1)
+    half[0, 2], half[0, 0] = 0.5, 0.5  # half skin, half background
+    log_p = torch.log_softmax(logits[:1, :, :1, :1], dim=1)[0, :, 0, 0]
+    expected = -(0.5 * weights[2] * log_p[2] + 0.5 * weights[0] * log_p[0]) / (0.5 * weights[2] + 0.5 * weights[0])
+    torch.testing.assert_close(weighted_cross_entropy(logits[:1, :, :1, :1], half, weights), expected)
+
+
+def with_blends(samples: list[LoadedSample]) -> list[LoadedSample]:
+    """The samples with a blend along every fine boundary: 70 % the pixel's class, 30 % its right neighbour's."""
+    from c2f.io.label_maps import ClassBlend
+
+    blended = []
+    for sample in samples:
+        second = np.concatenate([sample.fine[:, 1:], sample.fine[:, -1:]], axis=1)
+        share = np.where(second != sample.fine, 0.7, 1.0).astype(np.float32)
+        blended.append(dataclasses.replace(sample, fine_blend=ClassBlend(sample.fine, second, share)))
+    return blended
+
+
+def test_soft_boundaries_and_relabelling_train_repeat_resume_exactly_and_are_stored(synthetic_samples, tmp_path):
+    samples = with_blends(synthetic_samples)
+    config = tiny_config(epochs=2, soft_boundaries=True, relabel_probability=0.5)
+    for name in ("whole", "again"):
+        train_model(samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / name)
+    train_model(samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "halves", until_epoch=1)
+    train_model(samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "halves", resume=True)
+    train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, tiny_config(epochs=2), tmp_path / "plain")
+    whole, metadata = load_tensors(tmp_path / "whole" / WEIGHTS_NAME)
+    for other in ("again", "halves"):
+        tensors, _ = load_tensors(tmp_path / other / WEIGHTS_NAME)
+        assert all(torch.equal(whole[name], tensors[name]) for name in whole)
+    plain, _ = load_tensors(tmp_path / "plain" / WEIGHTS_NAME)
+    assert not all(torch.equal(whole[name], plain[name]) for name in whole)
+    assert metadata["train_config"]["soft_boundaries"] is True
+    assert metadata["train_config"]["relabel_probability"] == 0.5
+    with pytest.raises(C2FError, match="--soft-boundaries"):
+        train_model(samples, FASSEG_LABELS, TINY_MODEL, tiny_config(mode="gan", soft_boundaries=True),
+                    tmp_path / "gan")

@@ -170,3 +170,19 @@ def test_fasseg_multipose_faces_join_as_fine_only_samples_named_by_pose(tmp_path
     assert samples["Train_1"].coarse is not None
     assert samples["V3_-30_p01"].coarse is None
     assert samples["V3_-30_p01"].photo == root / "V3" / "Train_RGB" / "-30" / "p01.png"
+
+
+def test_soft_targets_read_a_colour_fine_map_s_blends_and_nothing_else(tmp_path):
+    photo, coarse, fine = make_scene(24, 20, seed=1)
+    for encoding in ("color", "palette"):
+        write_scene_files(tmp_path / encoding, "face", (photo, coarse, fine), encoding=encoding)
+    rgb = FASSEG_LABELS.palette()[fine]
+    rgb[0, 0] = (255, 128, 0)  # anti-aliased: half background, half skin
+    Image.fromarray(rgb).save(tmp_path / "color" / "fine" / "face.png")
+    (sample,) = find_samples(tmp_path / "color")
+    assert load_sample(sample, FASSEG_LABELS).fine_blend is None  # only asked for
+    blend = load_sample(sample, FASSEG_LABELS, soft_targets=True).fine_blend
+    assert (blend.share < 1).sum() == 1 and {int(blend.first[0, 0]), int(blend.second[0, 0])} == {0, 2}
+    np.testing.assert_array_equal(blend.first[1:], fine[1:])
+    (indexed,) = find_samples(tmp_path / "palette")
+    assert load_sample(indexed, FASSEG_LABELS, soft_targets=True).fine_blend is None

@@ -157,6 +157,74 @@ def colors_to_ids(rgb: np.ndarray, labels: LabelSet) -> tuple[np.ndarray, int]:
     return values[nearest].astype(id_dtype(labels.num_classes))[positions], far_pixels
 
 
+# Blends are sought between every pair of the this many palette colours nearest a colour (all pairs for up to
+# this many classes); a blend of two opposite colours (eyes' blue and skin's yellow) lies nearest a third.
+BLEND_CANDIDATES = 8
+
+
+@dataclass(frozen=True)
+class ClassBlend:
+    """Per pixel of a colour map, the two classes its colour blends and the share of the first: an anti-aliased
+    edge pixel halfway between skin and hair is (skin, hair, 0.5), a pure palette colour (class, class, 1.0)."""
+
+    first: np.ndarray  # (H, W) uint8/uint16 class ids in [0, K] (K: ignored), the class of the larger share
+    second: np.ndarray  # (H, W) like first: the other class, equal to first where the pixel is pure
+    share: np.ndarray  # float32 (H, W) in [0.5, 1]: first's share of the pixel
+
+
+def blend_pairs(colors: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For int32 (N, 3) colours, the palette pair (p, q) whose segment passes closest, the share of p when the
+    colour is projected onto it, and the squared distance to the segment; pairs among the BLEND_CANDIDATES nearest
+    palette colours, in chunks so memory stays bounded."""
+    count = min(len(palette), BLEND_CANDIDATES)
+    pairs = np.array([(p, q) for p in range(count) for q in range(p + 1, count)] or [(0, 0)])
+    first, second = (np.empty(len(colors), dtype=np.int64) for _ in range(2))
+    share, squared = np.empty(len(colors), dtype=np.float64), np.empty(len(colors), dtype=np.float64)
+    rows = max(1, DISTANCE_CHUNK // (3 * len(palette) + 3 * len(pairs)))
+    palette = palette.astype(np.float64)
+    for start in range(0, len(colors), rows):
+        chunk = colors[start:start + rows].astype(np.float64)
+        distances = ((chunk[:, None, :] - palette[None, :, :]) ** 2).sum(axis=2)
+        nearest = np.argsort(distances, axis=1, kind="stable")[:, :count]  # ties: the lower index first
+        starts, ends = nearest[:, pairs[:, 0]], nearest[:, pairs[:, 1]]  # (n, pairs)
+        directions = palette[ends] - palette[starts]  # (n, pairs, 3)
+        offsets = chunk[:, None, :] - palette[starts]
+        lengths = np.maximum((directions * directions).sum(axis=2), 1e-12)
+        along = np.clip((directions * offsets).sum(axis=2) / lengths, 0, 1)  # 0 at the start, 1 at the end
+        residuals = ((offsets - along[..., None] * directions) ** 2).sum(axis=2)
+        best = residuals.argmin(axis=1)  # the first of equal fits: for a pure colour, a pair that holds it
+        chosen = np.arange(len(chunk))
+        start_share = 1 - along[chosen, best]
+        starts, ends = starts[chosen, best], ends[chosen, best]
+        flip = start_share < 0.5
+        first[start:start + rows] = np.where(flip, ends, starts)
+        second[start:start + rows] = np.where(flip, starts, ends)
+        share[start:start + rows] = np.where(flip, 1 - start_share, start_share)
+        squared[start:start + rows] = residuals[chosen, best]
+    return first, second, share, squared
+
+
+def color_blends(rgb: np.ndarray, labels: LabelSet) -> ClassBlend:
+    """The two classes each pixel of uint8 (H, W, 3) blends and the first's share (soft training targets).
+
+    Colours further than FAR_COLOR_DISTANCE from every blend, and blends touching an ignore colour on their
+    larger side, count as pure: their pixel keeps its nearest colour's class alone, as colors_to_ids gives it.
+    """
+    packed = pack_colors(rgb)
+    unique = np.unique(packed)
+    colors = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
+    palette, values = labels.color_table()
+    first, second, share, squared = blend_pairs(colors, palette.astype(np.int32))
+    first, second = values[first], values[second]
+    nearest = values[nearest_palette_colors(colors, palette.astype(np.int32))[0]]
+    pure = (squared > FAR_COLOR_DISTANCE**2) | (first == labels.ignore_index) | (first == second) | (share >= 1)
+    first[pure], second[pure], share[pure] = nearest[pure], nearest[pure], 1.0
+    positions = np.searchsorted(unique, packed)
+    dtype = id_dtype(labels.num_classes)
+    return ClassBlend(first.astype(dtype)[positions], second.astype(dtype)[positions],
+                      share.astype(np.float32)[positions])
+
+
 def read_label_map(path: Path, labels: LabelSet, image_name: str | None = None) -> LabelMap:
     """Read a colour, palette or index map, or a labelme / Cityscapes / COCO JSON (COCO: the entry of image_name)."""
     if Path(path).suffix.lower() == POLYGON_SUFFIX:
@@ -168,6 +236,17 @@ def read_label_map(path: Path, labels: LabelSet, image_name: str | None = None) 
         return LabelMap(ids_to_classes(np.asarray(image), labels, path), "index", 0)
     ids, far_pixels = colors_to_ids(np.asarray(image.convert("RGB")), labels)
     return LabelMap(ids, "color", far_pixels)
+
+
+def read_class_blend(path: Path, labels: LabelSet) -> ClassBlend | None:
+    """The blends of a colour map's pixels (color_blends); None for palette, index and polygon maps, which hold
+    one class per pixel."""
+    if Path(path).suffix.lower() == POLYGON_SUFFIX:
+        return None
+    image = open_image(path)
+    if image.mode in ("P", "L", "I;16", "I;16B", "I;16L", "I"):
+        return None
+    return color_blends(np.asarray(image.convert("RGB")), labels)
 
 
 def read_polygon_map(path: Path, labels: LabelSet, image_name: str | None) -> LabelMap:

@@ -18,7 +18,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from c2f.training.augment import make_batch, random_crop, void_coarse_regions
+from c2f.training.augment import (
+    make_batch,
+    random_crop,
+    relabel_coarse_regions,
+    void_coarse_regions,
+)
 from c2f.training.samples import LoadedSample
 
 Batch = tuple[torch.Tensor, torch.Tensor, np.random.Generator]  # inputs, targets, generator for the step's own draws
@@ -30,15 +35,24 @@ def batch_indices(order: np.ndarray, batch_size: int, step: int) -> np.ndarray:
     return order[step * batch_size:(step + 1) * batch_size]
 
 
+def augmented_crop(sample: LoadedSample, crop_size: int, num_classes: int, void_probability: float,
+                   relabel_probability: float, rng: np.random.Generator) -> tuple:
+    """One training crop of a sample: cut (with the fine map's blends when loaded), coarse regions relabelled, then
+    voided; an option at 0 draws nothing, so runs without it repeat as before it existed."""
+    crop = random_crop(sample, sample.fine, crop_size, rng, sample.fine_blend)
+    crop = relabel_coarse_regions(crop, num_classes, relabel_probability, rng)
+    return void_coarse_regions(crop, num_classes, void_probability, rng)
+
+
 def in_process_batches(samples: list[LoadedSample], order: np.ndarray, batch_size: int, crop_size: int,
                        num_classes: int, use_coarse: bool, rng: np.random.Generator,
-                       void_probability: float = 0.0) -> Iterator[Batch]:
+                       void_probability: float = 0.0, relabel_probability: float = 0.0) -> Iterator[Batch]:
     """Batches drawn lazily from the epoch's one generator, which the step then draws from too (CPU path)."""
     steps = -(-len(order) // batch_size)
     for step in range(steps):
         chosen = batch_indices(order, batch_size, step)
-        crops = [void_coarse_regions(random_crop(samples[index], samples[index].fine, crop_size, rng), num_classes,
-                                     void_probability, rng) for index in chosen]
+        crops = [augmented_crop(samples[index], crop_size, num_classes, void_probability, relabel_probability, rng)
+                 for index in chosen]
         inputs, targets = make_batch(crops, num_classes, use_coarse, rng)
         yield inputs, targets, rng
 
@@ -47,18 +61,19 @@ class SeededBatches(Dataset):
     """Batch `step` of an epoch, drawn from a generator seeded by (seed, epoch, step): the same in any worker."""
 
     def __init__(self, samples: list[LoadedSample], order: np.ndarray, batch_size: int, crop_size: int,
-                 num_classes: int, use_coarse: bool, seed: int, epoch: int, void_probability: float = 0.0):
+                 num_classes: int, use_coarse: bool, seed: int, epoch: int, void_probability: float = 0.0,
+                 relabel_probability: float = 0.0):
         self.samples, self.order, self.batch_size, self.crop_size = samples, order, batch_size, crop_size
         self.num_classes, self.use_coarse, self.seed, self.epoch = num_classes, use_coarse, seed, epoch
-        self.void_probability = void_probability
+        self.void_probability, self.relabel_probability = void_probability, relabel_probability
 
     def __len__(self) -> int:
         return -(-len(self.order) // self.batch_size)
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, step])
-        crops = [void_coarse_regions(random_crop(self.samples[index], self.samples[index].fine, self.crop_size, rng),
-                                     self.num_classes, self.void_probability, rng)
+        crops = [augmented_crop(self.samples[index], self.crop_size, self.num_classes, self.void_probability,
+                                self.relabel_probability, rng)
                  for index in batch_indices(self.order, self.batch_size, step)]
         return make_batch(crops, self.num_classes, self.use_coarse, rng)
 

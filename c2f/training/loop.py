@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 
 from c2f.config import ModelConfig, TrainConfig
 from c2f.errors import C2FError
@@ -120,6 +121,20 @@ def supervised_step(run: Run, network: nn.Module, criterion: nn.Module, inputs: 
     return {"train_loss": loss.item()}
 
 
+def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Class-weighted mean cross-entropy of logits (N, K, h, w) against int64 class ids (N, h, w; K ignored) or
+    float per-class shares (N, K, h, w; rows of zeros ignored).
+
+    Shares s give a pixel the loss sum_k s_k w_k CE(k) and the weight sum_k s_k w_k in the mean, so one-hot
+    shares give exactly what the ids give: two-class blends (--soft-boundaries) weigh as pure pixels do.
+    """
+    if not targets.is_floating_point():
+        return functional.cross_entropy(logits, targets, weight=weights, ignore_index=logits.shape[1])
+    weighted = targets * weights.view(1, -1, 1, 1)
+    total = -(weighted * functional.log_softmax(logits.float(), dim=1)).sum()
+    return total / weighted.sum().clamp_min(torch.finfo(torch.float32).tiny)
+
+
 def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on a CUDA GPU that has it (no loss scaling needed); full precision elsewhere."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -151,6 +166,9 @@ def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedS
         second_step = gan.in_second_step(config, epoch, bool(coarse_only))
         step_function = partial(gan.gan_step, run.model, run.optimizer, run.discriminator,
                                 run.discriminator_optimizer, loss_weights, coarse_only, config.crop_size, second_step)
+    elif config.soft_boundaries:
+        criterion = partial(weighted_cross_entropy, weights=loss_weights)
+        step_function = partial(supervised_step, run, network or run.model, criterion)
     else:
         criterion = nn.CrossEntropyLoss(weight=loss_weights, ignore_index=run.model.config.num_classes)
         step_function = partial(supervised_step, run, network or run.model, criterion)
@@ -162,10 +180,10 @@ def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedS
     steps = math.ceil(len(order) / config.batch_size)
     shape = (config.batch_size, config.crop_size, run.model.config.num_classes, run.model.config.use_coarse)
     if device.type == "cpu":
-        batches = in_process_batches(samples, order, *shape, rng, config.void_probability)
+        batches = in_process_batches(samples, order, *shape, rng, config.void_probability, config.relabel_probability)
     else:
-        batches = worker_batches(SeededBatches(samples, order, *shape, config.seed, epoch, config.void_probability),
-                                 workers, pin_memory=True)
+        batches = worker_batches(SeededBatches(samples, order, *shape, config.seed, epoch, config.void_probability,
+                                               config.relabel_probability), workers, pin_memory=True)
     totals: dict[str, float] = {}
     run.model.train()
     for step, (inputs, targets, step_rng) in enumerate(batches):
@@ -191,7 +209,8 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
 
     validation: samples to validate on instead of a --validation-fraction share of `samples`. With
     config.coarsen, samples without a coarse map get drawn ones (training's anew every epoch); without
-    it they are left out.
+    it they are left out. With config.soft_boundaries, samples whose fine_blend was loaded
+    (load_sample(..., soft_targets=True)) train on soft targets, the others on their class ids.
 
     Data-parallel (parallel given), every process runs this with its rank and only rank 0 writes;
     until_epoch stops after that epoch, for a later --resume to continue. device: cpu, cuda, or auto
@@ -201,6 +220,8 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     config = config.resolved()  # checkpoints store, and --resume compares, the fine_fraction actually used
     if parallel is not None and config.mode == "gan":
         raise C2FError("--workers trains the conditional and segment modes; train --mode gan in one process.")
+    if config.soft_boundaries and config.mode == "gan":
+        raise C2FError("--soft-boundaries trains the conditional and segment modes; leave it out with --mode gan.")
     writes = parallel is None or parallel.rank == 0
     samples, validation = with_coarse_maps(samples, config), with_coarse_maps(validation, config)
     labelled = [sample for sample in samples if sample.fine is not None]
@@ -220,7 +241,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     kept, coarse_only = split_fine_and_coarse_only(train_samples, config.fine_fraction, config.split_by)
     if config.coarsen and coarse_only:  # their coarse maps are drawn once, from the fine maps they then lose
         originals = {sample.name: sample for sample in train_samples}
-        coarse_only = [dataclasses.replace(sample, fine=None) for sample in draw_coarse_maps(
+        coarse_only = [dataclasses.replace(sample, fine=None, fine_blend=None) for sample in draw_coarse_maps(
             [originals[sample.name] for sample in coarse_only], parse_coarsen_spec(config.coarsen), num_classes,
             (config.split_by, COARSE_ONLY_STREAM), config.coarsen_all)]
     train_samples = kept
@@ -322,7 +343,7 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
     if config.crop_size % 2**model_config.depth:
         raise C2FError(f"--crop-size must be a multiple of 2**depth = {2**model_config.depth}, "
                        f"got {config.crop_size}.")
-    samples = [load_sample(sample, labels) for sample in find_samples(data)]
+    samples = [load_sample(sample, labels, config.soft_boundaries) for sample in find_samples(data)]
     validation = ([load_sample(sample, labels) for sample in find_validation_samples(validation_data)]
                   if validation_data is not None else None)
     sweep_stale_temporaries([out_dir], started)

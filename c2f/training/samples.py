@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from c2f.errors import C2FError
-from c2f.io.label_maps import check_same_size, read_label_map
+from c2f.io.label_maps import (
+    ClassBlend,
+    check_same_size,
+    read_class_blend,
+    read_label_map,
+)
 from c2f.io.label_sets import LabelSet
 from c2f.io.pairing import MAP_SUFFIXES, images_by_stem, pair_by_stem
 from c2f.io.photos import read_photo
@@ -39,12 +44,13 @@ class Sample:
 @dataclass(frozen=True)
 class LoadedSample:
     """One sample as arrays: photo uint8 (H, W, 3), coarse and fine class ids (H, W) in [0, K] (K: not annotated in
-    coarse, ignored in fine)."""
+    coarse, ignored in fine); fine_blend, the fine map's two-class blends for soft targets (colour maps only)."""
 
     name: str
     photo: np.ndarray
     coarse: np.ndarray
     fine: np.ndarray | None
+    fine_blend: ClassBlend | None = None
 
 
 def find_fasseg_samples(root: Path) -> list[Sample]:
@@ -120,15 +126,16 @@ def find_validation_samples(root: Path) -> list[Sample]:
     return find_samples(root, split="val")
 
 
-def load_sample(sample: Sample, labels: LabelSet) -> LoadedSample:
-    """Read a sample's files, checking that their sizes agree."""
+def load_sample(sample: Sample, labels: LabelSet, soft_targets: bool = False) -> LoadedSample:
+    """Read a sample's files, checking that their sizes agree; soft_targets also reads a colour fine map's blends."""
     photo = read_photo(sample.photo)
     coarse = read_label_map(sample.coarse, labels, sample.photo.name).class_ids if sample.coarse else None
     fine = read_label_map(sample.fine, labels, sample.photo.name).class_ids if sample.fine else None
     for path, label_map in ((sample.coarse, coarse), (sample.fine, fine)):
         if label_map is not None:
             check_same_size(label_map, path, photo, sample.photo)
-    return LoadedSample(sample.name, photo, coarse, fine)
+    blend = read_class_blend(sample.fine, labels) if soft_targets and sample.fine else None
+    return LoadedSample(sample.name, photo, coarse, fine, blend)
 
 
 def split_samples(samples: list[LoadedSample], fraction: float, seed: int) -> tuple[list, list]:
@@ -151,5 +158,5 @@ def split_fine_and_coarse_only(samples: list[LoadedSample], fine_fraction: float
     order = np.random.default_rng([seed, 1]).permutation(len(samples))
     keep = max(1, int(round(len(samples) * fine_fraction)))
     fine = [samples[index] for index in sorted(order[:keep])]
-    coarse_only = [dataclasses.replace(samples[index], fine=None) for index in sorted(order[keep:])]
+    coarse_only = [dataclasses.replace(samples[index], fine=None, fine_blend=None) for index in sorted(order[keep:])]
     return fine, coarse_only
