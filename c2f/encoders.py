@@ -15,7 +15,6 @@ for a U-Net decoder; the classifier head (1280-channel 1x1 conv, pooling, linear
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -41,27 +40,26 @@ FEATURE_CHANNELS = (16, 24, 40, 112, 320)
 CLASSIFIER_PREFIXES = ("_conv_head.", "_bn1.", "_fc.")
 
 
-class ConvNorm(nn.Sequential):
-    """Convolution (no bias), batch norm and optionally ReLU6, padded like TensorFlow's 'SAME'.
-
-    A stride-2 convolution pads one pixel more after than before (TensorFlow's rule, with which
-    the pretrained weights were trained); on the even sides c2f feeds it this keeps the output
-    exactly half the input. Stride 1 pads symmetrically.
-    """
+class ConvNorm(nn.Module):
+    """Convolution (no bias), batch norm and ReLU6 (or none), padded like TensorFlow's 'SAME'."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1,
                  activation: bool = True):
-        total = kernel - stride
-        before = total // 2
-        layers = OrderedDict()
-        if stride > 1:
-            layers["pad"] = nn.ZeroPad2d((before, total - before, before, total - before))
-        layers["conv"] = nn.Conv2d(in_channels, out_channels, kernel, stride,
-                                   padding=0 if stride > 1 else kernel // 2, groups=groups, bias=False)
-        layers["norm"] = nn.BatchNorm2d(out_channels, eps=NORM_EPSILON)
-        if activation:
-            layers["activation"] = nn.ReLU6(inplace=True)
-        super().__init__(layers)
+        super().__init__()
+        # On the even sides c2f feeds it, TensorFlow's 'SAME' pads a stride-2 convolution one pixel more after than
+        # before (the pretrained weights learnt with their windows there) and keeps the output exactly half the
+        # input. Stride 1 pads symmetrically, inside the convolution.
+        before = (kernel - stride) // 2
+        self.padding = (before, kernel - stride - before) * 2 if stride > 1 else None
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride, padding=0 if stride > 1 else kernel // 2,
+                              groups=groups, bias=False)
+        self.norm = nn.BatchNorm2d(out_channels, eps=NORM_EPSILON)
+        self.activation = nn.ReLU6(inplace=True) if activation else nn.Identity()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.padding is not None:
+            inputs = nn.functional.pad(inputs, self.padding)
+        return self.activation(self.norm(self.conv(inputs)))
 
 
 class MBConv(nn.Module):
