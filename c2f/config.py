@@ -54,19 +54,30 @@ class MapFormat(str, Enum):
     coco = "coco"  # COCO JSON: polygons, RLE for regions with holes
 
 
+class Encoder(str, Enum):
+    unet = "unet"  # the plain U-Net, trained from scratch; --width and --depth set its size
+    efficientnet_lite0 = "efficientnet-lite0"  # ImageNet-pretrained EfficientNet-Lite0 with a light U-Net decoder
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the U-Net; stored in the weights' metadata."""
+    """Architecture of the network; stored in the weights' metadata."""
 
     num_classes: int = 6  # FASSEG: background, hair, skin, eyes, nose, mouth
     use_coarse: bool = True  # False = the RGB-only baseline (`--mode segment`)
     width: int = 16  # channels of the first level; doubled at each level
     depth: int = 4  # number of 2x downsamplings
+    encoder: str = "unet"  # unet | efficientnet-lite0 (width and depth then have no effect); files without it: unet
 
     @property
     def in_channels(self) -> int:
         """RGB plus one channel per class of the coarse map when conditioned."""
         return 3 + (self.num_classes if self.use_coarse else 0)
+
+    @property
+    def size_multiple(self) -> int:
+        """What the network's input sides must be multiples of: 2**depth for the U-Net, 32 for an encoder."""
+        return 2**self.depth if self.encoder == Encoder.unet.value else SIZE_MULTIPLE
 
 
 @dataclass(frozen=True)

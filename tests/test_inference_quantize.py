@@ -74,3 +74,13 @@ def test_precision_picks_among_the_shipped_models_only():
     if int8_onnx_path().is_file():
         assert model_file(None, "auto", "auto") == int8_onnx_path()
         assert model_file(None, "auto", "fp32").name == "fasseg.onnx"
+
+
+def test_the_encoder_model_quantizes_to_int8_close_to_its_float32_self(tiny_encoder_weights, tmp_path):
+    calibration = make_generic_dataset(tmp_path / "calibration", [(64, 64), (72, 64)])
+    int8_path, difference, agreement = export_int8(calibration, tiny_encoder_weights, tmp_path / "lite.int8.onnx",
+                                                  settings=QuantizeSettings(min_agreement=MIN_TINY_AGREEMENT))
+    assert difference < 1e-4 and agreement >= MIN_TINY_AGREEMENT
+    photo, coarse, _ = make_scene(64, 64, seed=12)
+    predictor, labels, _ = load_predictor(int8_path, None, "onnx", "cpu")
+    assert refine_map(predictor, photo, coarse, labels.num_classes).shape == (64, 64)

@@ -1,4 +1,4 @@
-"""The conditional U-Net: shapes for several widths and depths, with and without the coarse map."""
+"""The conditional networks: shapes for several widths and depths, with and without the coarse map; the encoder's."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from c2f.config import ModelConfig
-from c2f.model import UNet
+from c2f.model import EncoderUNet, UNet, build_model
+
+ENCODER = ModelConfig(encoder="efficientnet-lite0")
 
 
 @pytest.mark.parametrize("width", [2, 4, 8])
@@ -58,3 +60,40 @@ def test_gradients_reach_the_first_layer():
     model(torch.randn(2, 9, 16, 16)).sum().backward()
     assert model.encoders[0][0].weight.grad is not None
     assert model.encoders[0][0].weight.grad.abs().sum() > 0
+
+
+def test_build_model_builds_the_architecture_the_config_names():
+    assert type(build_model(ModelConfig(width=4, depth=2))) is UNet
+    assert type(build_model(ENCODER)) is EncoderUNet
+    assert ModelConfig(width=4, depth=2).size_multiple == 4 and ENCODER.size_multiple == 32
+
+
+@pytest.mark.parametrize("use_coarse", [True, False])
+def test_encoder_model_gives_one_logit_per_class_at_the_input_size(use_coarse):
+    config = ModelConfig(num_classes=5, use_coarse=use_coarse, encoder="efficientnet-lite0")
+    model = build_model(config).eval()
+    assert model.encoder.stem.conv.in_channels == config.in_channels
+    with torch.no_grad():
+        logits = model(torch.randn(2, config.in_channels, 64, 96))
+    assert logits.shape == (2, 5, 64, 96) and logits.dtype == torch.float32
+
+
+def test_encoder_model_adds_the_coarse_map_with_its_gain_and_takes_out_the_loss_weights_at_inference():
+    torch.manual_seed(0)
+    model = build_model(ENCODER).eval()
+    inputs = torch.cat([torch.randn(1, 3, 32, 32), torch.nn.functional.one_hot(
+        torch.randint(0, 6, (1, 32, 32)), 6).permute(0, 3, 1, 2).float()], dim=1)
+    with torch.no_grad():
+        before = model(inputs)
+        model.coarse_gain.add_(2.0)
+        model.log_loss_weights.copy_(torch.arange(6.0))
+        after = model(inputs)
+    expected = 2.0 * inputs[:, 3:] - torch.arange(6.0)[:, None, None]
+    assert torch.allclose(after - before, expected, atol=1e-5)
+
+
+def test_gradients_reach_the_encoder_stem_and_the_full_resolution_block():
+    model = build_model(ENCODER)
+    model(torch.randn(2, 9, 32, 32)).sum().backward()
+    assert model.encoder.stem.conv.weight.grad[:, 3:].abs().sum() > 0  # the coarse planes' stem weights learn
+    assert model.full_resolution[0].weight.grad.abs().sum() > 0

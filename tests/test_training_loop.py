@@ -360,3 +360,29 @@ def test_soft_boundaries_and_relabelling_train_repeat_resume_exactly_and_are_sto
     with pytest.raises(C2FError, match="--soft-boundaries"):
         train_model(samples, FASSEG_LABELS, TINY_MODEL, tiny_config(mode="gan", soft_boundaries=True),
                     tmp_path / "gan")
+
+def test_the_encoder_model_trains_from_imagenet_and_fine_tunes_with_init(tiny_encoder_weights, synthetic_samples,
+                                                                          tmp_path):
+    from c2f.encoders import pretrained_state_dict
+
+    model, _, metadata = load_weights(tiny_encoder_weights, FASSEG_LABELS)
+    assert model.config.encoder == "efficientnet-lite0"
+    assert np.isfinite(metadata["validation"]["val_accuracy"])
+    # One epoch moved the encoder away from ImageNet, but it started there: its batch-norm scales stay close.
+    imagenet = pretrained_state_dict()["blocks.8.depthwise.norm.weight"]
+    trained = model.encoder.blocks[8].depthwise.norm.weight
+    assert not torch.equal(trained, imagenet) and torch.allclose(trained, imagenet, atol=0.05)
+    config = tiny_config(epochs=1, crop_size=64, init_weights=str(tiny_encoder_weights))
+    train_model(synthetic_samples, FASSEG_LABELS, model.config, config, tmp_path / "tuned")
+    with pytest.raises(C2FError, match="--init .* but this run builds"):
+        train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path / "wrong")
+
+
+def test_width_and_depth_are_refused_with_the_encoder_and_init_gives_its_encoder(tiny_encoder_weights):
+    from c2f.training.loop import model_config_for
+
+    with pytest.raises(C2FError, match="--width and --depth size the U-Net; --encoder efficientnet-lite0"):
+        model_config_for(FASSEG_LABELS, "conditional", 8, None, None, "efficientnet-lite0")
+    assert model_config_for(FASSEG_LABELS, "conditional", None, None, tiny_encoder_weights, None).encoder == (
+        "efficientnet-lite0")
+    assert model_config_for(FASSEG_LABELS, "conditional", None, None, None, None) == ModelConfig()

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from c2f.config import ModelConfig, WindowSettings
 from c2f.errors import C2FError
 from c2f.io.label_sets import FASSEG_LABELS, LabelSet
-from c2f.model import UNet
+from c2f.model import EncoderUNet, UNet, build_model
 from c2f.shipped import default_weights_path
 from c2f.weights import (
     clean_state_dict,
@@ -26,14 +26,14 @@ from c2f.weights import (
 SKY_LABELS = LabelSet(("ground", "sky", "tree"), ((90, 60, 30), (70, 130, 180), (20, 140, 40)))
 
 
-def trained_looking_model(config: ModelConfig = ModelConfig(width=4, depth=2)) -> UNet:
+def trained_looking_model(config: ModelConfig = ModelConfig(width=4, depth=2)) -> UNet | EncoderUNet:
     """A model whose batch-norm statistics have moved away from their defaults, as after training."""
     torch.manual_seed(0)
-    model = UNet(config)
+    model = build_model(config)
     model.train()
     with torch.no_grad():
         for _ in range(3):
-            model(torch.randn(2, config.in_channels, 16, 16) * 3 + 1)
+            model(torch.randn(2, config.in_channels, 32, 32) * 3 + 1)
     return model.eval()
 
 
@@ -58,7 +58,8 @@ def test_config_labels_and_extra_metadata_travel_with_the_weights(tmp_path):
     assert labels == SKY_LABELS
     assert metadata["training_command"] == extra["training_command"]
     assert metadata["split"] == extra["split"]
-    assert metadata["model_config"] == {"num_classes": 3, "use_coarse": False, "width": 2, "depth": 1}
+    assert metadata["model_config"] == {"num_classes": 3, "use_coarse": False, "width": 2, "depth": 1,
+                                        "encoder": "unet"}
 
 
 def test_weights_for_another_label_set_are_refused_naming_both(tmp_path):
@@ -186,3 +187,30 @@ def test_a_shipped_models_precision_picks_its_file(tmp_path, monkeypatch):
     assert shipped.shipped_model_file("camvid", backend="torch") == tmp_path / "camvid.safetensors"
     with pytest.raises(C2FError, match="ONNX Runtime"):
         shipped.shipped_model_file("camvid", backend="torch", precision="int8")
+
+def test_an_encoder_model_rebuilds_itself_from_its_weights_file(tmp_path):
+    model = trained_looking_model(ModelConfig(num_classes=3, encoder="efficientnet-lite0"))
+    save_weights(tmp_path / "lite.safetensors", model, SKY_LABELS)
+    loaded, _, metadata = load_weights(tmp_path / "lite.safetensors")
+    assert type(loaded) is EncoderUNet and loaded.config == model.config
+    assert metadata["model_config"]["encoder"] == "efficientnet-lite0"
+    inputs = torch.randn(1, model.config.in_channels, 64, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(inputs), model(inputs))
+
+
+def test_weights_written_before_the_encoder_option_load_as_the_unet(tmp_path):
+    model = UNet(ModelConfig(width=2, depth=1))
+    stored = model_metadata(model.config, FASSEG_LABELS)
+    del stored["model_config"]["encoder"]
+    save_tensors(tmp_path / "old.safetensors", model.state_dict(), stored)
+    loaded, _, _ = load_weights(tmp_path / "old.safetensors")
+    assert type(loaded) is UNet and loaded.config.encoder == "unet"
+
+
+def test_an_unknown_encoder_is_refused_as_damage(tmp_path):
+    metadata = model_metadata(ModelConfig(width=2, depth=1), FASSEG_LABELS)
+    metadata["model_config"]["encoder"] = "resnet-1000"
+    save_tensors(tmp_path / "odd.safetensors", UNet(ModelConfig(width=2, depth=1)).state_dict(), metadata)
+    with pytest.raises(C2FError, match="odd.safetensors: its stored model config .* is damaged"):
+        load_weights(tmp_path / "odd.safetensors")

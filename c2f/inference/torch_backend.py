@@ -7,10 +7,10 @@ import torch
 
 from c2f.inference.devices import choose_torch_device
 from c2f.inference.predictor import Predictor
-from c2f.model import UNet
+from c2f.model import Network
 
 
-def torch_predictor(model: UNet, device: str | torch.device = "cpu") -> Predictor:
+def torch_predictor(model: Network, device: str | torch.device = "cpu") -> Predictor:
     """Wrap a model as a numpy-in, numpy-out predictor on the chosen device (auto, cpu, cuda, or a torch.device)."""
     target = device if isinstance(device, torch.device) else choose_torch_device(device)
     model = model.to(target).eval()

@@ -8,7 +8,7 @@ from c2f.config import WindowSettings
 from c2f.inference.predictor import Predictor
 from c2f.inference.sliding_window import refine_map
 from c2f.inference.torch_backend import torch_predictor
-from c2f.model import UNet
+from c2f.model import Network
 from c2f.scoring import Scores, confusion_matrix, scores_from_confusion
 from c2f.training.samples import LoadedSample
 
@@ -23,7 +23,7 @@ def score_refinement(predictor: Predictor, samples: list[LoadedSample], num_clas
     return scores_from_confusion(confusion)
 
 
-def evaluate(model: UNet, samples: list[LoadedSample], class_names: tuple[str, ...]) -> dict[str, float]:
+def evaluate(model: Network, samples: list[LoadedSample], class_names: tuple[str, ...]) -> dict[str, float]:
     """Pooled pixel accuracy, mean IoU and IoU per class (val_iou_<name>) of whole-image predictions."""
     model.eval()
     # The network's own output, unsmoothed, so validation figures compare across c2f versions.

@@ -28,8 +28,10 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from c2f.config import ModelConfig, TrainConfig
+from c2f.config import Encoder, ModelConfig, TrainConfig
+from c2f.encoders import PRETRAINED_PACKAGE
 from c2f.errors import C2FError
+from c2f.extras import require
 from c2f.inference.devices import choose_torch_device
 from c2f.io.files import guard_output_folders, guard_outputs, sweep_stale_temporaries
 from c2f.io.label_sets import LabelSet, check_labels
@@ -69,13 +71,19 @@ TRAINING_COARSE_STREAM, VALIDATION_COARSE_STREAM, COARSE_ONLY_STREAM = 7, 8, 9
 
 
 def model_config_for(labels: LabelSet, mode: str, width: int | None, depth: int | None,
-                     init: Path | None) -> ModelConfig:
-    """The architecture a run builds: --width/--depth as given, else the --init model's, else the defaults."""
+                     init: Path | None, encoder: str | None = None) -> ModelConfig:
+    """The architecture a run builds: --encoder/--width/--depth as given, else the --init model's, else the
+    defaults; a pretrained encoder has a fixed size, so --width and --depth are refused with one."""
     if init is not None:
         start = check_model_config(load_tensors(init)[1].get("model_config"), init)
-        width, depth = width or start.width, depth or start.depth
+        encoder = encoder or start.encoder
+        if encoder == start.encoder == Encoder.unet.value:
+            width, depth = width or start.width, depth or start.depth
+    encoder = encoder or ModelConfig.encoder
+    if encoder != Encoder.unet.value and (width is not None or depth is not None):
+        raise C2FError(f"--width and --depth size the U-Net; --encoder {encoder} has a fixed size, so drop them.")
     return ModelConfig(num_classes=labels.num_classes, use_coarse=mode != "segment",
-                       width=width or ModelConfig.width, depth=depth or ModelConfig.depth)
+                       width=width or ModelConfig.width, depth=depth or ModelConfig.depth, encoder=encoder)
 
 
 def class_weights(maps: list[np.ndarray], num_classes: int, power: float) -> np.ndarray:
@@ -318,7 +326,7 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
                       on_step: Callable[[int, int, float], None] | None = None,
                       on_epoch: Callable[[dict], None] | None = None, parallel: DataParallel | None = None,
                       until_epoch: int | None = None, device: str = "auto",
-                      validation_data: Path | None = None) -> Path:
+                      validation_data: Path | None = None, encoder: str | None = None) -> Path:
     """`c2f train`: check the settings, read a dataset folder (and validation_data's), train on `device`, and return
     the weights path."""
     started = time.time()
@@ -339,10 +347,12 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
                   {f"the run's {name}": out_dir / name for name in (WEIGHTS_NAME, CHECKPOINT_NAME, "log.csv", "curves.png")})
     if init is not None:  # read maps in the --init model's class order; the table may add ignore entries
         labels = check_labels(LabelSet.from_dict(load_tensors(init)[1].get("labels", {}), str(init)), labels, init)
-    model_config = model_config_for(labels, config.mode, width, depth, init)
-    if config.crop_size % 2**model_config.depth:
-        raise C2FError(f"--crop-size must be a multiple of 2**depth = {2**model_config.depth}, "
-                       f"got {config.crop_size}.")
+    model_config = model_config_for(labels, config.mode, width, depth, init, encoder)
+    if config.crop_size % model_config.size_multiple:
+        raise C2FError(f"--crop-size must be a multiple of {model_config.size_multiple}, the factor the network "
+                       f"shrinks its input by, got {config.crop_size}.")
+    if model_config.encoder != Encoder.unet.value and init is None:  # its ImageNet weights: checked before the data
+        require(f"c2f train --encoder {model_config.encoder}", PRETRAINED_PACKAGE)
     samples = [load_sample(sample, labels, config.soft_boundaries) for sample in find_samples(data)]
     validation = ([load_sample(sample, labels) for sample in find_validation_samples(validation_data)]
                   if validation_data is not None else None)

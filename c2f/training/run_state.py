@@ -17,7 +17,7 @@ from torch import nn
 from c2f.config import ModelConfig, TrainConfig
 from c2f.errors import C2FError
 from c2f.io.label_sets import LabelSet
-from c2f.model import UNet
+from c2f.model import Network, build_model
 from c2f.training.gan import Discriminator
 from c2f.weights import (
     clean_state_dict,
@@ -52,7 +52,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
 class Run:
     """Mutable state of a training run; what a checkpoint stores."""
 
-    model: UNet
+    model: Network
     optimizer: torch.optim.Optimizer
     history: list[dict]
     loss_weights: np.ndarray
@@ -76,10 +76,11 @@ def save_checkpoint(out_dir: Path, run: Run, labels: LabelSet, config: TrainConf
 
 
 def start_run(model_config: ModelConfig, config: TrainConfig, loss_weights: np.ndarray,
-              labels: LabelSet | None = None) -> Run:
-    """A new run: seeded initialisation (or --init weights), Adam, and the discriminator in gan mode."""
+              labels: LabelSet | None = None, pretrained: bool = True) -> Run:
+    """A new run: seeded initialisation (an encoder's ImageNet weights unless `pretrained` is False, or --init
+    weights), Adam, and the discriminator in gan mode."""
     torch.manual_seed(config.seed)
-    model = UNet(model_config)
+    model = build_model(model_config, pretrained=pretrained and not config.init_weights)
     if config.init_weights:
         model.load_state_dict(initial_weights(Path(config.init_weights), model_config, labels).state_dict())
     model.log_loss_weights.copy_(torch.from_numpy(np.log(loss_weights)))
@@ -105,12 +106,12 @@ def move_run(run: Run, device: torch.device) -> None:
         optimizer.load_state_dict(optimizer.state_dict())
 
 
-def initial_weights(path: Path, model_config: ModelConfig, labels: LabelSet | None) -> UNet:
+def initial_weights(path: Path, model_config: ModelConfig, labels: LabelSet | None) -> Network:
     """The model in `path`, refused unless it has this run's architecture and label set."""
     model, _, _ = load_weights(path, labels)
     if model.config != model_config:
         raise C2FError(f"--init {path} holds a model with {model.config}, but this run builds {model_config}; "
-                       "pass the same --width, --depth and a --mode with the same inputs.")
+                       "pass the same --encoder, --width, --depth and a --mode with the same inputs.")
     return model
 
 
@@ -134,7 +135,7 @@ def resume_run(out_dir: Path, model_config: ModelConfig, config: TrainConfig, sp
                        "the same options, or choose another --out.")
     # The checkpoint holds the weights: the --init file is not read again, and may be gone.
     run = start_run(model_config, dataclasses.replace(config, init_weights=""),
-                    np.array(metadata["loss_weights"], dtype=np.float32))
+                    np.array(metadata["loss_weights"], dtype=np.float32), pretrained=False)
     try:
         run.model.load_state_dict(clean_state_dict(tensors, "model"))
         restore_optimizer(run.optimizer, tensors, metadata["optimizer"])
