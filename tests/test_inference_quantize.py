@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from c2f.cli import app
 from c2f.config import QuantizeSettings
 from c2f.errors import C2FError
+from c2f.io.label_sets import FASSEG_LABELS
 from c2f.inference.backends import load_predictor, model_file
 from c2f.inference.export import export_int8, export_onnx
 from c2f.inference.sliding_window import refine_map
@@ -84,3 +85,19 @@ def test_the_encoder_model_quantizes_to_int8_close_to_its_float32_self(tiny_enco
     photo, coarse, _ = make_scene(64, 64, seed=12)
     predictor, labels, _ = load_predictor(int8_path, None, "onnx", "cpu")
     assert refine_map(predictor, photo, coarse, labels.num_classes).shape == (64, 64)
+
+
+def test_calibration_draws_coarse_maps_for_fine_only_photos_of_a_model_trained_with_coarsen(tmp_path):
+    import shutil
+
+    from c2f.inference.export import calibration_set
+
+    folder = make_generic_dataset(tmp_path / "fine_only", [(48, 40), (40, 56)])
+    shutil.rmtree(folder / "coarse")
+    with pytest.raises(C2FError, match="no photo with a coarse map"):
+        calibration_set(folder, FASSEG_LABELS, {}, True, QuantizeSettings())
+    inputs = calibration_set(folder, FASSEG_LABELS, {"train_config": {"coarsen": "tolerance=1:2"}}, True,
+                             QuantizeSettings())
+    assert len(inputs) == 2 and all(batch.shape[1] == 3 + FASSEG_LABELS.num_classes for batch in inputs)
+    assert all(batch[:, 3:].sum(axis=1).max() == 1 for batch in inputs)  # a one-hot coarse map, drawn
+    assert len(calibration_set(folder, FASSEG_LABELS, {}, False, QuantizeSettings())) == 2  # RGB-only: photos

@@ -28,6 +28,7 @@ from c2f.io.files import check_new_file, guard_outputs, sweep_stale_temporaries,
 from c2f.model import Network
 from c2f.io.label_sets import LabelSet
 from c2f.shipped import default_weights_path, is_inside_package
+from c2f.training.coarsen import draw_coarse_maps, parse_coarsen_spec
 from c2f.training.samples import find_samples, load_sample
 from c2f.weights import load_weights
 
@@ -126,14 +127,25 @@ def export_model(weights: Path | None = None, output: Path | None = None, overwr
     return output, checked[0], checked[1] if len(checked) > 1 else None
 
 
+CALIBRATION_COARSE_SEED = (0, 3)  # one fixed drawing per fine-only calibration photo
+
+
 def calibration_set(folder: Path, labels: LabelSet, metadata: dict, uses_coarse: bool,
                     settings: QuantizeSettings) -> list[np.ndarray]:
     """Network inputs of up to settings.calibration_images photos of a dataset folder (as `c2f train` reads).
 
     When the weights name their training split, only its photos calibrate, so the faces held
-    out to score the model never shape its int8 ranges.
+    out to score the model never shape its int8 ranges. A model that reads coarse maps calibrates on
+    photos with one; where the weights were trained with --coarsen, photos with fine maps only get a
+    coarse map drawn from those ranges (one fixed drawing), as training gave them.
     """
     samples = find_samples(folder)
+    spec = (metadata.get("train_config") or {}).get("coarsen") or "" if uses_coarse else ""
+    if uses_coarse:
+        samples = [sample for sample in samples if sample.coarse is not None or (spec and sample.fine is not None)]
+        if not samples:
+            raise C2FError(f"{folder} holds no photo with a coarse map to calibrate this model with; pass a folder "
+                           "with coarse maps (coarse/, or FASSEG's V1/) as --calibration.")
     split = metadata.get("split")
     trained = set(split.get("train", [])) if isinstance(split, dict) else set()
     if trained:
@@ -143,6 +155,8 @@ def calibration_set(folder: Path, labels: LabelSet, metadata: dict, uses_coarse:
                            "data folder as --calibration.")
     step = max(1, len(samples) // settings.calibration_images)
     chosen = [load_sample(sample, labels) for sample in samples[::step][:settings.calibration_images]]
+    if spec:
+        chosen = draw_coarse_maps(chosen, parse_coarsen_spec(spec), labels.num_classes, CALIBRATION_COARSE_SEED)
     return list(calibration_inputs([(sample.photo, sample.coarse if uses_coarse else None) for sample in chosen],
                                    labels.num_classes))
 
