@@ -62,3 +62,14 @@ def test_every_exif_orientation_reads_as_pillow_turns_the_whole_image(small_band
     photo = read_photo(path)
     assert photo.shape == ((21, 13, 3) if orientation >= 5 else (13, 21, 3))
     np.testing.assert_array_equal(photo, whole_image_photo(path))
+
+
+def test_read_limits_restore_pillows_settings():
+    from c2f.config import ReadLimits
+    from c2f.io.photos import max_pixels, read_limits
+
+    before = (Image.MAX_IMAGE_PIXELS, Image.core.get_block_size(), max_pixels())
+    with read_limits(ReadLimits(max_pixels=10**9)):
+        assert max_pixels() == Image.MAX_IMAGE_PIXELS == 10**9
+        assert Image.core.get_block_size() > 32 * 2**20  # freed images go straight back to the system
+    assert (Image.MAX_IMAGE_PIXELS, Image.core.get_block_size(), max_pixels()) == before

@@ -32,18 +32,28 @@ ORIENTATIONS = {2: "mirrored", 3: "rotated 180°", 4: "flipped upside down", 5: 
 current_limits = [ReadLimits()]
 
 
+# Pillow holds an image in blocks of 16 MB (PILLOW_BLOCK_SIZE), which glibc's malloc serves from its heap once
+# such a block has been freed, and cannot give back while anything newer lies above it there: a decoded
+# colour map (4 bytes a pixel) could stay resident while the photo is refined. Blocks larger than malloc's
+# largest mmap threshold (32 MB) are mapped and unmapped on their own, so freed images leave at once.
+BIG_IMAGE_BLOCK_BYTES = 64 * 2**20
+
+
 @contextmanager
 def read_limits(limits: ReadLimits) -> Iterator[None]:
-    """Within the block, read images up to limits.max_pixels (Pillow's own bomb guard raised to match)."""
-    previous_pillow = Image.MAX_IMAGE_PIXELS
+    """Within the block, read images up to limits.max_pixels (Pillow's own bomb guard raised to match), with
+    Pillow's image memory in blocks the system takes back as soon as an image is freed."""
+    previous_pillow, previous_block = Image.MAX_IMAGE_PIXELS, Image.core.get_block_size()
     current_limits.append(limits)
     # Pillow warns above its limit and refuses above twice it; c2f's header check is the guard that counts.
     Image.MAX_IMAGE_PIXELS = max(previous_pillow or 0, limits.max_pixels)
+    Image.core.set_block_size(max(previous_block, BIG_IMAGE_BLOCK_BYTES))
     try:
         yield
     finally:
         current_limits.pop()
         Image.MAX_IMAGE_PIXELS = previous_pillow
+        Image.core.set_block_size(previous_block)
 
 
 def max_pixels() -> int:
