@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-import c2f.io.photos as photos
+from c2f.io import photos
 from c2f.io.photos import read_photo, row_bands
 
 RGB = np.random.default_rng(3).integers(0, 256, size=(13, 21, 3), dtype=np.uint8)
