@@ -169,8 +169,9 @@ class Stitcher:
         if image_rows:
             # The finished rows are divided straight into the queue, grown by them: no copy of them on the way.
             queued = self.pending.shape[1]
+            # NaN stays in the rows no window held.
             pending = np.full((self.num_classes, queued + image_rows, self.width), np.nan, np.float32)
-            pending[:, :queued] = self.pending  # NaN stays in rows no window held
+            pending[:, :queued] = self.pending
             from_buffer = min(held, image_rows)
             with np.errstate(invalid="ignore", divide="ignore"):
                 np.divide(self.sums[:, :from_buffer, :self.width], self.weights[:from_buffer, :self.width],
