@@ -10,7 +10,7 @@ caller can stop after the current image.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,7 +42,7 @@ from c2f.io.label_maps import (
 from c2f.io.label_sets import LabelSet
 from c2f.io.overlay import write_overlay
 from c2f.io.pairing import IMAGE_SUFFIXES, MAP_SUFFIXES, images_by_stem, pair_by_stem
-from c2f.io.photos import photo_note, read_photo
+from c2f.io.photos import photo_note, read_photo, row_bands
 
 
 @dataclass(frozen=True)
@@ -81,18 +81,26 @@ def refine_file(predictor: Predictor, labels: LabelSet, uses_coarse: bool, photo
     output_encoding(output_format, coarse.encoding, output_path)  # refuse a format the output cannot hold, early
     fine = refine_map(predictor, photo, coarse.class_ids if uses_coarse else None, labels.num_classes, settings,
                       on_batch, windows_dir, labels)
+    if overlay_path is None:  # nothing else needs the photo: its 3 bytes a pixel are free for encoding the map
+        photo = inputs = None
     return write_outputs(fine, photo, coarse, labels, photo_path, output_path, output_format, overlay_path)
 
 
-def write_outputs(fine: np.ndarray, photo: np.ndarray, coarse: LabelMap, labels: LabelSet,
+def changed_fraction(fine: np.ndarray, coarse: np.ndarray) -> float:
+    """The share of pixels whose class differs between two (H, W) maps, counted in row bands."""
+    changed = sum(int(np.count_nonzero(fine[rows] != coarse[rows])) for rows in row_bands(*fine.shape))
+    return changed / max(1, fine.size)
+
+
+def write_outputs(fine: np.ndarray, photo: np.ndarray | None, coarse: LabelMap, labels: LabelSet,
                   photo_path: Path, output_path: Path, output_format: str | None = None,
                   overlay_path: Path | None = None) -> RefineResult:
-    """Write the fine map of (H, W) class ids atomically (and its overlay first, when asked)."""
+    """Write the fine map of (H, W) class ids atomically (and its overlay of the photo first, when asked)."""
     if overlay_path is not None:  # before the map: an existing map then means its overlay is complete too
         write_overlay(overlay_path, photo, coarse.class_ids, fine, labels)
+    changed = changed_fraction(fine, coarse.class_ids)
     encoding = output_encoding(output_format, coarse.encoding, output_path)
     write_label_map(output_path, fine, labels, encoding, image_path=Path(photo_path))
-    changed = float((fine != coarse.class_ids).mean())
     return RefineResult(Path(output_path), coarse.far_pixels, changed, photo_note(photo_path))
 
 
@@ -132,21 +140,23 @@ def check_file_outputs(photo: Path, coarse: Path, output: Path, overlay: Path | 
 
 def read_ahead(pairs: list[tuple[str, Path, Path]], labels: LabelSet, wanted: Callable[[str], bool]
                ) -> Iterator[tuple[tuple[str, Path, Path], Callable[[], tuple[np.ndarray, LabelMap]]]]:
-    """Yield each (stem, photo, coarse) pair with a function returning its read_inputs.
+    """Yield each (stem, photo, coarse) pair with a function returning its read_inputs, to be called once.
 
     The next wanted pair is decoded on a background thread while the caller refines
     the current one (the network and most of numpy release the GIL), so decoding
     overlaps inference. A reading error is raised when the function is called.
     """
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        def start(pair: tuple[str, Path, Path]):
-            return reader.submit(read_inputs, pair[1], pair[2], labels) if wanted(pair[0]) else None
+    def take(decoding: list[Future]) -> tuple[np.ndarray, LabelMap]:
+        return decoding.pop().result()  # emptied, so the caller alone holds the inputs and can free them early
 
-        upcoming = start(pairs[0]) if pairs else None
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        def start(pair: tuple[str, Path, Path]) -> list[Future]:
+            return [reader.submit(read_inputs, pair[1], pair[2], labels)] if wanted(pair[0]) else []
+
+        upcoming = start(pairs[0]) if pairs else []
         for index, pair in enumerate(pairs):
-            current = upcoming
-            upcoming = start(pairs[index + 1]) if index + 1 < len(pairs) else None
-            yield pair, current.result if current else partial(read_inputs, pair[1], pair[2], labels)
+            current, upcoming = upcoming, start(pairs[index + 1]) if index + 1 < len(pairs) else []
+            yield pair, partial(take, current) if current else partial(read_inputs, pair[1], pair[2], labels)
 
 
 def check_folder_inputs(images: Path, coarse: Path, output: Path, overlay: Path | None) -> None:

@@ -19,7 +19,7 @@ from c2f.io.label_maps import (
     read_label_map,
     write_label_map,
 )
-from c2f.io.label_sets import FASSEG_LABELS, LabelSet, load_label_set
+from c2f.io.label_sets import FASSEG_LABELS, IgnoreEntry, LabelSet, load_label_set
 from c2f.io.photos import read_photo
 
 # Cityscapes' 19 evaluation classes: a realistic label set well beyond FASSEG's six.
@@ -304,3 +304,82 @@ def test_blends_among_many_classes_and_none_for_maps_of_class_ids(tmp_path):
     write_label_map(tmp_path / "index.png", random_ids(6), FASSEG_LABELS, "index")
     assert read_class_blend(tmp_path / "ids.png", FASSEG_LABELS) is None
     assert read_class_blend(tmp_path / "index.png", FASSEG_LABELS) is None
+
+@pytest.fixture
+def small_bands(monkeypatch):
+    """Bands of 40 pixels, so small maps are decoded and encoded a row or two at a time."""
+    import c2f.io.photos
+
+    monkeypatch.setattr(c2f.io.photos, "BAND_PIXELS", 40)
+
+
+# FASSEG with a white void entry: white pixels of a colour map are not annotated.
+VOIDED_FASSEG = LabelSet(FASSEG_LABELS.names, FASSEG_LABELS.colors, ignore=(IgnoreEntry("void", 255, (255, 255, 255)),))
+
+
+def colour_map_with_every_kind_of_pixel(labels: LabelSet) -> np.ndarray:
+    """uint8 (23, 31, 3): palette colours, noise, blends of two classes, an ignore colour and foreign colours,
+    each kind first met in a different band."""
+    ids = random_ids(labels.num_classes)
+    rgb = labels.palette()[ids].astype(int)
+    rgb[5:9] += np.random.default_rng(2).integers(-25, 26, size=(4, 31, 3))  # noise, from the sixth row on
+    rgb[12, :8] = np.round(np.linspace(rgb[12, 0], labels.palette()[2], 8))  # an anti-aliased edge
+    rgb[15, 3:6] = labels.ignore_color()  # not annotated
+    rgb[20:, 25:] = (255, 0, 255)  # foreign: far from every blend, met last
+    rgb[1, 1] = (255, 0, 255)  # ... and once in the first band
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def test_colour_maps_decode_in_bands_as_whole(small_bands, monkeypatch, tmp_path):
+    import c2f.io.photos
+
+    labels = VOIDED_FASSEG
+    rgb = colour_map_with_every_kind_of_pixel(labels)
+    Image.fromarray(rgb).save(tmp_path / "map.png")
+    banded = read_label_map(tmp_path / "map.png", labels)
+    monkeypatch.setattr(c2f.io.photos, "BAND_PIXELS", 2**30)  # the whole map in one band
+    whole = read_label_map(tmp_path / "map.png", labels)
+    np.testing.assert_array_equal(banded.class_ids, whole.class_ids)
+    assert banded.far_pixels == whole.far_pixels == 3 * 6 + 1
+    assert (banded.class_ids == labels.ignore_index).sum() == 3
+    ids, far = colors_to_ids(rgb, labels)  # arrays passed by code take the same bands
+    np.testing.assert_array_equal(ids, whole.class_ids)
+    assert far == 3 * 6 + 1
+
+
+def save_ids(ids: np.ndarray, mode: str, path: Path) -> None:
+    """Save uint8 ids as an index ("L") or palette ("P", with a grey palette) PNG."""
+    image = Image.fromarray(ids, mode=mode)
+    if mode == "P":
+        image.putpalette(np.repeat(np.arange(256, dtype=np.uint8), 3).tolist())
+    image.save(path)
+
+
+@pytest.mark.parametrize("mode", ["L", "P"])
+def test_unknown_ids_in_a_later_band_are_counted_over_the_whole_map(small_bands, tmp_path, mode):
+    ids = random_ids(FASSEG_LABELS.num_classes).astype(np.uint8)
+    ids[0, 0] = 9  # first band
+    ids[-2:, -4:] = 7  # last bands
+    save_ids(ids, mode, tmp_path / "ids.png")
+    with pytest.raises(C2FError, match=r": 9 pixels hold ids \(7, 9\) that the label table does not name"):
+        read_label_map(tmp_path / "ids.png", FASSEG_LABELS)
+    ids[0, 0], ids[-2:, -4:] = 0, 5
+    save_ids(ids, mode, tmp_path / "ids.png")
+    np.testing.assert_array_equal(read_label_map(tmp_path / "ids.png", FASSEG_LABELS).class_ids, ids)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_maps_written_in_bands_round_trip(small_bands, tmp_path, encoding):
+    labels = VOIDED_FASSEG
+    ids = random_ids(labels.num_classes + 1)  # the last value is K: not annotated
+    write_label_map(tmp_path / "map.png", ids, labels, encoding)
+    np.testing.assert_array_equal(read_label_map(tmp_path / "map.png", labels).class_ids, ids)
+    if encoding == "color":
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "map.png")), labels.display_palette()[ids])
+
+
+def test_not_annotated_pixels_without_an_ignore_entry_are_refused_with_their_count(tmp_path):
+    ids = random_ids(FASSEG_LABELS.num_classes)
+    ids[:2, :3] = FASSEG_LABELS.ignore_index
+    with pytest.raises(C2FError, match="6 pixels are not annotated"):
+        write_label_map(tmp_path / "map.png", ids, FASSEG_LABELS, "index")

@@ -290,3 +290,12 @@ def test_a_manifest_from_before_smoothing_stitches_unsmoothed(tmp_path, scene):
     unsmoothed = refine_probabilities(predictor, photo, coarse, NUM_CLASSES, SMALL_WINDOWS,
                                       windows_dir=tmp_path / "raw", labels=FASSEG_LABELS)  # same float16 windows
     np.testing.assert_array_equal(stitched, unsmoothed)
+
+
+def test_changed_fraction_counted_in_bands_is_the_share_of_changed_pixels(monkeypatch):
+    import c2f.io.photos
+    from c2f.refine import changed_fraction
+
+    monkeypatch.setattr(c2f.io.photos, "BAND_PIXELS", 40)
+    _, coarse, fine = make_scene(37, 29)
+    assert changed_fraction(fine, coarse) == float((fine != coarse).mean()) > 0

@@ -167,13 +167,17 @@ class Stitcher:
         count, held = new_top - self.open_top, min(new_top - self.open_top, len(self.weights))
         image_rows = max(0, min(count, self.height - self.open_top))  # rows below the image are padding
         if image_rows:
-            done = np.full((self.num_classes, image_rows, self.width), np.nan, np.float32)  # rows no window held
+            # The finished rows are divided straight into the queue, grown by them: no copy of them on the way.
+            queued = self.pending.shape[1]
+            # NaN stays in the rows no window held.
+            pending = np.full((self.num_classes, queued + image_rows, self.width), np.nan, np.float32)
+            pending[:, :queued] = self.pending
             from_buffer = min(held, image_rows)
             with np.errstate(invalid="ignore", divide="ignore"):
                 np.divide(self.sums[:, :from_buffer, :self.width], self.weights[:from_buffer, :self.width],
-                          out=done[:, :from_buffer])
+                          out=pending[:, queued:queued + from_buffer])
             self.uncovered |= from_buffer < image_rows or not self.weights[:from_buffer, :self.width].all()
-            self.pending = np.concatenate([self.pending, done], axis=1)
+            self.pending = pending
         remaining = len(self.weights) - held
         self.sums[:, :remaining] = self.sums[:, held:]
         self.weights[:remaining] = self.weights[held:]

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -20,7 +21,7 @@ from c2f.errors import C2FError
 from c2f.io import polygons
 from c2f.io.files import save_image, write_atomically
 from c2f.io.label_sets import LabelSet
-from c2f.io.photos import open_image
+from c2f.io.photos import image_rows, open_image, row_bands
 
 RASTER_ENCODINGS = ("color", "palette", "index")
 POLYGON_ENCODINGS = ("labelme", "coco")  # the polygon formats c2f writes; it also reads Cityscapes' JSON
@@ -121,40 +122,79 @@ def pack_colors(rgb: np.ndarray) -> np.ndarray:
     return packed
 
 
-def colors_to_ids(rgb: np.ndarray, labels: LabelSet) -> tuple[np.ndarray, int]:
-    """Map each pixel of uint8 (H, W, 3) to its nearest table colour (an ignore entry's colour reads as K); also
-    count far pixels.
+class ColorDecoder:
+    """Decodes colour-coded maps band by band: each pixel takes its nearest table colour's value (an ignore entry's
+    colour reads as K), and pixels far from every palette blend are counted.
 
     Near-linear in the class count K: exact palette colours (the usual case) are found by binary
     search, only the distinct other colours are compared with all K, and only those far from every
-    palette colour take the blend test.
+    palette colour take the blend test. Each distinct colour is matched once, whichever band it first
+    appears in, so the bands of one map decode as the whole map would.
     """
-    packed = pack_colors(rgb)
-    # Sort only to find the few distinct colours, then look every pixel up by binary search:
-    # np.unique(return_inverse=True) costs 9x the time and 1 GB on a 6000 x 4000 map.
-    unique = np.unique(packed)
-    palette, values = labels.color_table()  # class colours, then ignore entries' colours (which read as K)
-    palette = palette.astype(np.int32)
-    palette_keys = pack_colors(palette)
-    order = np.argsort(palette_keys)
-    slots = np.minimum(np.searchsorted(palette_keys[order], unique), len(order) - 1)
-    exact = palette_keys[order][slots] == unique
-    nearest = np.empty(len(unique), dtype=np.int64)
-    nearest[exact] = order[slots[exact]]
-    far_colors = np.zeros(len(unique), dtype=bool)
-    if not exact.all():
-        others = unique[~exact]
-        other_rgb = np.stack([(others >> 16) & 255, (others >> 8) & 255, others & 255], axis=1)
-        nearest[~exact], squared = nearest_palette_colors(other_rgb, palette)
-        # A colour near a palette colour is never far (a colour is a blend of itself), so only the rest
-        # need the blend test.
-        candidates = squared > FAR_COLOR_DISTANCE**2
-        if candidates.any():
-            far = far_from_palette_blends(other_rgb[candidates], palette, FAR_COLOR_DISTANCE)
-            far_colors[np.flatnonzero(~exact)[candidates]] = far
-    positions = np.searchsorted(unique, packed)
-    far_pixels = int(np.count_nonzero(far_colors[positions])) if far_colors.any() else 0
-    return values[nearest].astype(id_dtype(labels.num_classes))[positions], far_pixels
+
+    def __init__(self, labels: LabelSet):
+        palette, self.values = labels.color_table()  # class colours, then ignore entries' colours (which read as K)
+        self.palette = palette.astype(np.int32)
+        self.dtype = id_dtype(labels.num_classes)
+        self.colors = np.empty(0, np.int32)  # packed colours met so far, sorted
+        self.ids = np.empty(0, self.dtype)  # the value each of them decodes to
+        self.far = np.empty(0, bool)  # whether each is far from every palette blend
+        self.far_pixels = 0  # far pixels in the bands decoded so far
+
+    def decode(self, rgb: np.ndarray) -> np.ndarray:
+        """(h, W) class ids of uint8 (h, W, 3) colours; far pixels are added to far_pixels."""
+        packed = pack_colors(rgb)
+        # Sort only to find the few distinct colours, then look every pixel up by binary search:
+        # np.unique(return_inverse=True) costs 9x the time and 1 GB on a 6000 x 4000 map.
+        unique = np.unique(packed)
+        new = unique[~np.isin(unique, self.colors, assume_unique=True)]
+        if len(new):
+            self.learn(new)
+        positions = np.searchsorted(self.colors, packed)
+        if self.far.any():
+            self.far_pixels += int(np.count_nonzero(self.far[positions]))
+        return self.ids[positions]
+
+    def learn(self, colors: np.ndarray) -> None:
+        """Match sorted packed colours not met before to their nearest table colour, and test those far from it."""
+        palette_keys = pack_colors(self.palette)
+        order = np.argsort(palette_keys)
+        slots = np.minimum(np.searchsorted(palette_keys[order], colors), len(order) - 1)
+        exact = palette_keys[order][slots] == colors
+        nearest = np.empty(len(colors), dtype=np.int64)
+        nearest[exact] = order[slots[exact]]
+        far = np.zeros(len(colors), dtype=bool)
+        if not exact.all():
+            others = colors[~exact]
+            other_rgb = np.stack([(others >> 16) & 255, (others >> 8) & 255, others & 255], axis=1)
+            nearest[~exact], squared = nearest_palette_colors(other_rgb, self.palette)
+            # A colour near a palette colour is never far (a colour is a blend of itself), so only the rest
+            # need the blend test.
+            candidates = squared > FAR_COLOR_DISTANCE**2
+            if candidates.any():
+                far[np.flatnonzero(~exact)[candidates]] = far_from_palette_blends(
+                    other_rgb[candidates], self.palette, FAR_COLOR_DISTANCE)
+        colors = np.concatenate([self.colors, colors])
+        order = np.argsort(colors)
+        self.colors = colors[order]
+        self.ids = np.concatenate([self.ids, self.values[nearest].astype(self.dtype)])[order]
+        self.far = np.concatenate([self.far, far])[order]
+
+
+def decode_colors(height: int, width: int, band: Callable[[slice], np.ndarray],
+                  labels: LabelSet) -> tuple[np.ndarray, int]:
+    """(H, W) class ids and far pixels of a colour map given in row bands: band(rows) is uint8 (rows, W, 3)."""
+    decoder = ColorDecoder(labels)
+    ids = np.empty((height, width), decoder.dtype)
+    for rows in row_bands(height, width):  # temporaries stay the size of a band
+        ids[rows] = decoder.decode(band(rows))
+    return ids, decoder.far_pixels
+
+
+def colors_to_ids(rgb: np.ndarray, labels: LabelSet) -> tuple[np.ndarray, int]:
+    """Map each pixel of uint8 (H, W, 3) to its nearest table colour (an ignore entry's colour reads as K); also
+    count far pixels (ColorDecoder)."""
+    return decode_colors(*rgb.shape[:2], lambda rows: rgb[rows], labels)
 
 
 # Blends are sought between every pair of the this many palette colours nearest a colour (all pairs for up to
@@ -231,10 +271,11 @@ def read_label_map(path: Path, labels: LabelSet, image_name: str | None = None) 
         return read_polygon_map(Path(path), labels, image_name)
     image = open_image(path)  # as stored: a map drawn on the upright view is saved upright
     if image.mode == "P":  # palette files hold class ids, whatever colours their palette shows them in
-        return LabelMap(ids_to_classes(np.asarray(image), labels, path), "palette", 0)
+        return LabelMap(image_classes(image, labels, path), "palette", 0)
     if image.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
-        return LabelMap(ids_to_classes(np.asarray(image), labels, path), "index", 0)
-    ids, far_pixels = colors_to_ids(np.asarray(image.convert("RGB")), labels)
+        return LabelMap(image_classes(image, labels, path), "index", 0)
+    # Converted to RGB a band at a time: no whole RGB copy beside Pillow's image.
+    ids, far_pixels = decode_colors(image.height, image.width, lambda rows: image_rows(image, rows, "RGB"), labels)
     return LabelMap(ids, "color", far_pixels)
 
 
@@ -289,6 +330,18 @@ def coco_image_name(document: dict, image_name: str | None, path: Path) -> str:
                    "name the photo as its file_name says")
 
 
+def image_classes(image: Image.Image, labels: LabelSet, path: Path) -> np.ndarray:
+    """An index or palette image's table ids as class indices (K for ignore), translated in row bands."""
+    classes = np.empty((image.height, image.width), id_dtype(labels.num_classes))
+    try:
+        for rows in row_bands(image.height, image.width):
+            classes[rows] = ids_to_classes(image_rows(image, rows), labels, path)
+        return classes
+    except C2FError:
+        del classes  # a band holds ids the table does not name: the error below counts them over the whole map
+    return ids_to_classes(np.asarray(image), labels, path)
+
+
 def ids_to_classes(ids: np.ndarray, labels: LabelSet, path: Path) -> np.ndarray:
     """Translate an index or palette map's table ids into class indices (K for ignore); unknown ids are an error."""
     if int(ids.min(initial=0)) < 0:  # only 32-bit TIFFs can hold these
@@ -336,20 +389,30 @@ def check_same_size(label_map: np.ndarray, map_path: Path, reference: np.ndarray
 
 def written_ids(class_ids: np.ndarray, labels: LabelSet, path: Path | None = None) -> np.ndarray:
     """Class indices (K for ignore) -> the table's ids, as index and palette maps store them."""
-    ignored = class_ids == labels.ignore_index
     ignore_id = labels.ignore_id()
-    if ignored.any() and ignore_id is None:
-        raise C2FError(f"{path or 'the map'}: {int(ignored.sum())} pixels are not annotated, but the label table "
-                       "has no ignore entry to write them as; add one, e.g. {name = \"void\", id = 255, ignore = true}")
+    if ignore_id is None and int(class_ids.max(initial=0)) >= labels.ignore_index:
+        ignored = int(np.count_nonzero(class_ids == labels.ignore_index))
+        if ignored:
+            raise C2FError(f"{path or 'the map'}: {ignored} pixels are not annotated, but the label table has no "
+                           "ignore entry to write them as; add one, e.g. {name = \"void\", id = 255, ignore = true}")
     table = np.array(list(labels.ids) + [ignore_id or 0], dtype=np.int64)
-    largest = int(table.max())
-    return table[class_ids].astype(np.uint8 if largest < 256 else np.uint16)
+    return table.astype(np.uint8 if int(table.max()) < 256 else np.uint16)[class_ids]  # the stored type at once
+
+
+def color_image(class_ids: np.ndarray, colors: np.ndarray) -> Image.Image:
+    """An RGB image of (H, W) class indices through uint8 (K + 1, 3) colours, filled in row bands (no whole
+    (H, W, 3) array beside it)."""
+    height, width = class_ids.shape
+    image = Image.new("RGB", (width, height))
+    for rows in row_bands(height, width):
+        image.paste(Image.fromarray(colors[class_ids[rows]]), (0, rows.start))
+    return image
 
 
 def label_map_image(class_ids: np.ndarray, labels: LabelSet, encoding: str, path: Path | None = None) -> Image.Image:
     """Encode (H, W) class indices (K: ignore) as a PIL image in one of RASTER_ENCODINGS."""
     if encoding == "color":
-        return Image.fromarray(labels.display_palette()[class_ids])
+        return color_image(class_ids, labels.display_palette())
     if encoding == "palette":
         ids = written_ids(class_ids, labels, path)
         if ids.dtype != np.uint8:

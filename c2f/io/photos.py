@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from c2f.config import ReadLimits
 from c2f.errors import C2FError
@@ -32,18 +32,28 @@ ORIENTATIONS = {2: "mirrored", 3: "rotated 180°", 4: "flipped upside down", 5: 
 current_limits = [ReadLimits()]
 
 
+# Pillow holds an image in blocks of 16 MB (PILLOW_BLOCK_SIZE), which glibc's malloc serves from its heap once
+# such a block has been freed, and cannot give back while anything newer lies above it there: a decoded
+# colour map (4 bytes a pixel) could stay resident while the photo is refined. Blocks larger than malloc's
+# largest mmap threshold (32 MB) are mapped and unmapped on their own, so freed images leave at once.
+BIG_IMAGE_BLOCK_BYTES = 64 * 2**20
+
+
 @contextmanager
 def read_limits(limits: ReadLimits) -> Iterator[None]:
-    """Within the block, read images up to limits.max_pixels (Pillow's own bomb guard raised to match)."""
-    previous_pillow = Image.MAX_IMAGE_PIXELS
+    """Within the block, read images up to limits.max_pixels (Pillow's own bomb guard raised to match), with
+    Pillow's image memory in blocks the system takes back as soon as an image is freed."""
+    previous_pillow, previous_block = Image.MAX_IMAGE_PIXELS, Image.core.get_block_size()
     current_limits.append(limits)
     # Pillow warns above its limit and refuses above twice it; c2f's header check is the guard that counts.
     Image.MAX_IMAGE_PIXELS = max(previous_pillow or 0, limits.max_pixels)
+    Image.core.set_block_size(max(previous_block, BIG_IMAGE_BLOCK_BYTES))
     try:
         yield
     finally:
         current_limits.pop()
         Image.MAX_IMAGE_PIXELS = previous_pillow
+        Image.core.set_block_size(previous_block)
 
 
 def max_pixels() -> int:
@@ -70,12 +80,16 @@ def describe_format(path: Path) -> str | None:
         return None
 
 
-def open_image(path: Path, upright: bool = False) -> Image.Image:
-    """Open and decode a PNG, BMP, JPEG, TIFF or WebP image, checking its size from the header first.
+def open_image(path: Path) -> Image.Image:
+    """Open and decode a PNG, BMP, JPEG, TIFF or WebP image as stored, checking its size from the header first.
 
-    upright=True applies the EXIF orientation as image viewers do (photos); label maps are read as
-    stored. Every failure is a C2FError, and no Pillow warning reaches the user.
+    Every failure is a C2FError, and no Pillow warning reaches the user.
     """
+    return open_oriented(path)[0]
+
+
+def open_oriented(path: Path) -> tuple[Image.Image, int]:
+    """open_image, and the EXIF orientation a viewer turns the decoded pixels by (1: none, or a value c2f ignores)."""
     path = Path(path)
     if not path.is_file():
         raise C2FError(f"file not found: {path}")
@@ -86,9 +100,9 @@ def open_image(path: Path, upright: bool = False) -> Image.Image:
             with Image.open(path, formats=READABLE_FORMATS) as image:
                 check_pixels(image.size, path)
                 image.load()
-                if upright and image.getexif().get(ORIENTATION_TAG, 1) in ORIENTATIONS:
-                    return ImageOps.exif_transpose(image)
-                return image
+                # Read after decoding: Pillow turns some TIFFs upright while decoding and drops their tag.
+                orientation = image.getexif().get(ORIENTATION_TAG, 1)
+                return image, orientation if orientation in ORIENTATIONS else 1
     except UnidentifiedImageError:
         kind = describe_format(path)
         raise C2FError(f"{path} is {kind + ', ' if kind else ''}not an image c2f can read ({READABLE_NAMES}); "
@@ -98,6 +112,37 @@ def open_image(path: Path, upright: bool = False) -> Image.Image:
                        f"{max_pixels() / 1e6:g} megapixels.") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as error:
         raise C2FError(f"{path} is truncated or corrupt ({first_line(error)}); re-export it.") from None
+
+
+# Pixels converted from a decoded image to numpy at a time: a band of rows (4 MB as Pillow holds RGB), so
+# no whole-image copy exists beside the decoded image and the array it becomes. Bands of 2**20 pixels
+# read a 100-megapixel PNG as fast as bands of 2**22 and leave less memory to temporaries.
+BAND_PIXELS = 2**20
+
+
+def row_bands(height: int, width: int) -> Iterator[slice]:
+    """Slices of consecutive rows, about BAND_PIXELS pixels each (at least one row), from the top."""
+    rows = max(1, BAND_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        yield slice(top, min(top + rows, height))
+
+
+def image_rows(image: Image.Image, rows: slice, mode: str | None = None) -> np.ndarray:
+    """Rows of a decoded PIL image as a numpy array, converted to `mode` first when given and different."""
+    band = image.crop((0, rows.start, image.width, rows.stop))
+    return np.asarray(band if mode is None or band.mode == mode else band.convert(mode))
+
+
+def stored_view(upright: np.ndarray, orientation: int) -> np.ndarray:
+    """A view of an upright (H, W, ...) array laid out as a photo of this EXIF orientation stores its pixels:
+    the stored pixels written into it leave the array as ImageOps.exif_transpose turns them."""
+    # Each view undoes the turn ImageOps.exif_transpose applies for the orientation (the flips and the
+    # transpositions are their own inverses; rotations go back the other way).
+    views = {1: lambda array: array, 2: lambda array: array[:, ::-1], 3: lambda array: array[::-1, ::-1],
+             4: lambda array: array[::-1], 5: lambda array: array.swapaxes(0, 1),
+             6: lambda array: np.rot90(array, 1), 7: lambda array: array[::-1, ::-1].swapaxes(0, 1),
+             8: lambda array: np.rot90(array, -1)}
+    return views[orientation](upright)
 
 
 # What read_photo does to photos that are not 8-bit RGB, in words for the user.
@@ -111,21 +156,31 @@ PHOTO_CONVERSIONS = {
 
 
 def read_photo(path: Path) -> np.ndarray:
-    """Read a photo as uint8 (H, W, 3) RGB; grey, RGBA, palette, CMYK and 16-bit are converted, float refused."""
-    image = open_image(path, upright=True)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        values = np.asarray(image, dtype=np.int64)
-        scale = 257 if values.max(initial=0) > 255 else 1  # 16-bit range to 8-bit
-        grey = np.clip(values // scale, 0, 255).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
+    """Read a photo as uint8 (H, W, 3) RGB, upright as viewers show it; grey, RGBA, palette, CMYK and 16-bit are
+    converted, float refused.
+
+    The decoded image becomes the array in row bands, each written where the EXIF orientation puts it, so memory
+    holds Pillow's image and the array, with no whole turned or converted copy between them.
+    """
+    image, orientation = open_oriented(path)
     if image.mode == "F":
         raise C2FError(f"{path} holds floating-point pixels, which c2f cannot read as a photo; "
                        "save it as an 8- or 16-bit image.")
+    height, width = image.height, image.width
+    photo = np.empty((width, height, 3) if orientation in (5, 6, 7, 8) else (height, width, 3), np.uint8)
+    stored = stored_view(photo, orientation)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        scale = 257 if image.getextrema()[1] > 255 else 1  # 16-bit range to 8-bit
+        for rows in row_bands(height, width):
+            stored[rows] = np.clip(image_rows(image, rows) // scale, 0, 255)[:, :, None]  # grey, in all three
+        return photo
     try:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        for rows in row_bands(height, width):
+            stored[rows] = image_rows(image, rows, "RGB")
     except (ValueError, OSError) as error:
         raise C2FError(f"{path} uses colour mode {image.mode}, which c2f cannot convert to RGB ({error}); "
                        "save it as an 8-bit RGB image.") from None
+    return photo
 
 
 def photo_note(path: Path) -> str | None:
