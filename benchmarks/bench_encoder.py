@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,22 +30,12 @@ from c2f.inference.export import export_int8, export_onnx  # noqa: E402
 from c2f.io.label_sets import FASSEG_LABELS  # noqa: E402
 from c2f.model import build_model  # noqa: E402
 from c2f.weights import save_weights  # noqa: E402
+from bench_speed import best_seconds  # noqa: E402  (benchmarks/ is the script's own folder on sys.path)
 
 FACE = (512, 416)  # a FASSEG face padded to multiples of 32 (rows, columns)
 ARCHITECTURES = {"unet (width 16, depth 4)": ModelConfig(),
                  "efficientnet-lite0": ModelConfig(encoder="efficientnet-lite0")}
 TRAINING_BATCH, TRAINING_CROP = 8, 256
-
-
-def best_seconds(function, repeats: int) -> float:
-    """Fastest of `repeats` calls after one warm-up: the least disturbed by other work on a shared machine."""
-    function()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def network_inputs(batch: int, height: int, width: int, num_classes: int = 6) -> torch.Tensor:

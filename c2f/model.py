@@ -29,6 +29,15 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def finished_logits(model: nn.Module, logits: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """A network head's logits plus the gained one-hot coarse map, less the loss weights' log at inference."""
+    if model.coarse_gain is not None:
+        logits = logits + model.coarse_gain * inputs[:, 3:]
+    if not model.training:
+        logits = logits - model.log_loss_weights[:, None, None]
+    return logits
+
+
 class UNet(nn.Module):
     """U-Net whose channel count doubles at each of `depth` downsamplings."""
 
@@ -68,12 +77,7 @@ class UNet(nn.Module):
         for upsampler, decoder in zip(self.upsamplers, self.decoders):
             features = upsampler(features)
             features = decoder(torch.cat([features, skips.pop()], dim=1))
-        logits = self.head(features)  # (N, num_classes, H, W)
-        if self.coarse_gain is not None:
-            logits = logits + self.coarse_gain * inputs[:, 3:]
-        if not self.training:
-            logits = logits - self.log_loss_weights[:, None, None]
-        return logits
+        return finished_logits(self, self.head(features), inputs)  # (N, num_classes, H, W)
 
 
 def separable_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -139,12 +143,7 @@ class EncoderUNet(nn.Module):
         for decoder in self.decoders:
             decoded = nn.functional.interpolate(decoded, scale_factor=2, mode="bilinear", align_corners=False)
             decoded = decoder(torch.cat([decoded, skips.pop()], dim=1))
-        logits = self.head(decoded)  # (N, num_classes, H, W)
-        if self.coarse_gain is not None:
-            logits = logits + self.coarse_gain * inputs[:, 3:]
-        if not self.training:
-            logits = logits - self.log_loss_weights[:, None, None]
-        return logits
+        return finished_logits(self, self.head(decoded), inputs)  # (N, num_classes, H, W)
 
 
 Network = UNet | EncoderUNet
