@@ -3,7 +3,7 @@
 Run from the repository root (CamVid in ../shared/data/CamVid; its README gives the source):
 
     python benchmarks/camvid.py
-    python benchmarks/camvid.py --model plain=weights/camvid.safetensors --model lite0=runs/lite0/model.safetensors
+    python benchmarks/camvid.py --model Lite0=weights/camvid.onnx --model U-Net=runs/unet/model.onnx
     python benchmarks/camvid.py --model mine=runs/camvid/model.safetensors --limit 20
 
 The 101 val photos' fine maps are coarsened in three fixed styles (each map its own settings, drawn from the
