@@ -10,8 +10,6 @@ from pathlib import Path
 
 DEFAULT_MODEL = "fasseg"  # the model `c2f refine` uses when neither --weights, --model nor a matching --labels is given
 DEFAULT_WEIGHTS_NAME = "fasseg.safetensors"
-DEFAULT_ONNX_NAME = "fasseg.onnx"
-INT8_ONNX_NAME = "fasseg.int8.onnx"  # `c2f export --quantize int8` of the shipped model; refine's default when present
 
 # Shipped models by name (`--model`, `--init`): FASSEG's faces and CamVid's street scenes, each with its label table
 # of the same name (labels/NAME.toml), an ONNX export beside it (NAME.onnx) and, where int8 keeps the model's
@@ -52,8 +50,8 @@ def shipped_model_file(model: str, backend: str = "auto", precision: str = "auto
         if backend == "torch":
             raise C2FError("--precision int8 runs on ONNX Runtime; drop --backend torch.")
         if not int8.is_file():
-            raise C2FError(f"the int8 model {int8} is missing; run `c2f export --quantize int8 "
-                           "--calibration DATA` or pass --precision fp32.")
+            raise C2FError(f"the shipped {model} model has no int8 export ({int8} is absent): pass --precision "
+                           "auto or fp32, or write one with `c2f export --quantize int8 --calibration DATA`.")
         return int8
     if backend == "torch":
         return safetensors

@@ -386,3 +386,11 @@ def test_width_and_depth_are_refused_with_the_encoder_and_init_gives_its_encoder
     assert model_config_for(FASSEG_LABELS, "conditional", None, None, tiny_encoder_weights, None).encoder == (
         "efficientnet-lite0")
     assert model_config_for(FASSEG_LABELS, "conditional", None, None, None, None) == ModelConfig()
+
+
+def test_soft_boundaries_with_gan_are_refused_before_the_data_is_read(tmp_path):
+    from c2f.training.loop import train_from_folder
+
+    config = tiny_config(mode="gan", soft_boundaries=True)
+    with pytest.raises(C2FError, match="--soft-boundaries"):  # the folder does not even exist
+        train_from_folder(tmp_path / "absent", tmp_path / "run", FASSEG_LABELS, config)

@@ -140,7 +140,8 @@ def calibration_set(folder: Path, labels: LabelSet, metadata: dict, uses_coarse:
     coarse map drawn from those ranges (one fixed drawing), as training gave them.
     """
     samples = find_samples(folder)
-    spec = (metadata.get("train_config") or {}).get("coarsen") or "" if uses_coarse else ""
+    train_config = metadata.get("train_config") or {}
+    spec = train_config.get("coarsen") or "" if uses_coarse else ""
     if uses_coarse:
         samples = [sample for sample in samples if sample.coarse is not None or (spec and sample.fine is not None)]
         if not samples:
@@ -156,7 +157,8 @@ def calibration_set(folder: Path, labels: LabelSet, metadata: dict, uses_coarse:
     step = max(1, len(samples) // settings.calibration_images)
     chosen = [load_sample(sample, labels) for sample in samples[::step][:settings.calibration_images]]
     if spec:
-        chosen = draw_coarse_maps(chosen, parse_coarsen_spec(spec), labels.num_classes, CALIBRATION_COARSE_SEED)
+        chosen = draw_coarse_maps(chosen, parse_coarsen_spec(spec), labels.num_classes, CALIBRATION_COARSE_SEED,
+                                  bool(train_config.get("coarsen_all")))  # as training drew them
     return list(calibration_inputs([(sample.photo, sample.coarse if uses_coarse else None) for sample in chosen],
                                    labels.num_classes))
 

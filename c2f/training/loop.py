@@ -228,8 +228,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     config = config.resolved()  # checkpoints store, and --resume compares, the fine_fraction actually used
     if parallel is not None and config.mode == "gan":
         raise C2FError("--workers trains the conditional and segment modes; train --mode gan in one process.")
-    if config.soft_boundaries and config.mode == "gan":
-        raise C2FError("--soft-boundaries trains the conditional and segment modes; leave it out with --mode gan.")
+    check_option_pairs(config)
     writes = parallel is None or parallel.rank == 0
     samples, validation = with_coarse_maps(samples, config), with_coarse_maps(validation, config)
     labelled = [sample for sample in samples if sample.fine is not None]
@@ -295,6 +294,12 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     return weights_path
 
 
+def check_option_pairs(config: TrainConfig) -> None:
+    """Refuse options that no mode trains together, before any data is read."""
+    if config.soft_boundaries and config.mode == "gan":
+        raise C2FError("--soft-boundaries trains the conditional and segment modes; leave it out with --mode gan.")
+
+
 def split_paired_first(labelled: list[LoadedSample], fraction: float,
                        seed: int) -> tuple[list[LoadedSample], list[LoadedSample]]:
     """(train, validation): held out from the samples with a real coarse map when there are any.
@@ -337,6 +342,7 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
     init = resolve_weights(Path(config.init_weights)) if config.init_weights else None
     if init is not None:
         config = dataclasses.replace(config, init_weights=str(init))
+    check_option_pairs(config)
     if config.coarsen:
         parse_coarsen_spec(config.coarsen)  # a mistyped --coarsen fails before the dataset is read
     elif config.coarsen_all:
@@ -351,7 +357,8 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
     if config.crop_size % model_config.size_multiple:
         raise C2FError(f"--crop-size must be a multiple of {model_config.size_multiple}, the factor the network "
                        f"shrinks its input by, got {config.crop_size}.")
-    if model_config.encoder != Encoder.unet.value and init is None:  # its ImageNet weights: checked before the data
+    # Its ImageNet weights start a new run (not a resumed or --init one): checked before the data is read.
+    if model_config.encoder != Encoder.unet.value and init is None and not resume:
         require(f"c2f train --encoder {model_config.encoder}", PRETRAINED_PACKAGE)
     samples = [load_sample(sample, labels, config.soft_boundaries) for sample in find_samples(data)]
     validation = ([load_sample(sample, labels) for sample in find_validation_samples(validation_data)]
