@@ -69,13 +69,13 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
 
 @dataclass(frozen=True)
 class ModelSource:
-    """What an actor needs to load its own predictor (backends.load_predictor's arguments)."""
+    """What an actor needs to load its own predictor (backends.load_predictor's arguments); weights is the file
+    `c2f refine` resolved for --model/--precision, or None for the default shipped model."""
 
     weights: Path | None
     labels: LabelSet | None  # the label set the user asked for, checked against the model's
     backend: str = "auto"
     device: str = "auto"
-    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -98,14 +98,13 @@ class PairRefiner:
 
         backend = source.backend
         if backend == "auto":  # as load_predictor will choose it
-            backend = choose_backend(model_file(source.weights, backend, source.precision))
+            backend = choose_backend(model_file(source.weights, backend))
         if backend == "torch":
             import torch
 
             torch.set_num_threads(threads)
         self.predictor, self.labels, self.uses_coarse = load_predictor(source.weights, source.labels,
-                                                                       source.backend, source.device,
-                                                                       precision=source.precision)
+                                                                       source.backend, source.device)
         self.job = job
         self.cached: tuple[str, object] | None = None  # the last split photo's inputs, read once per actor
 

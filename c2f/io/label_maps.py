@@ -265,6 +265,9 @@ def color_blends(rgb: np.ndarray, labels: LabelSet) -> ClassBlend:
                       share.astype(np.float32)[positions])
 
 
+INDEX_MODES = ("L", "I;16", "I;16B", "I;16L", "I")  # Pillow modes of single-channel maps, read as class ids
+
+
 def read_label_map(path: Path, labels: LabelSet, image_name: str | None = None) -> LabelMap:
     """Read a colour, palette or index map, or a labelme / Cityscapes / COCO JSON (COCO: the entry of image_name)."""
     if Path(path).suffix.lower() == POLYGON_SUFFIX:
@@ -272,7 +275,7 @@ def read_label_map(path: Path, labels: LabelSet, image_name: str | None = None) 
     image = open_image(path)  # as stored: a map drawn on the upright view is saved upright
     if image.mode == "P":  # palette files hold class ids, whatever colours their palette shows them in
         return LabelMap(image_classes(image, labels, path), "palette", 0)
-    if image.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
+    if image.mode in INDEX_MODES:
         return LabelMap(image_classes(image, labels, path), "index", 0)
     # Converted to RGB a band at a time: no whole RGB copy beside Pillow's image.
     ids, far_pixels = decode_colors(image.height, image.width, lambda rows: image_rows(image, rows, "RGB"), labels)
@@ -285,7 +288,7 @@ def read_class_blend(path: Path, labels: LabelSet) -> ClassBlend | None:
     if Path(path).suffix.lower() == POLYGON_SUFFIX:
         return None
     image = open_image(path)
-    if image.mode in ("P", "L", "I;16", "I;16B", "I;16L", "I"):
+    if image.mode == "P" or image.mode in INDEX_MODES:
         return None
     return color_blends(np.asarray(image.convert("RGB")), labels)
 
