@@ -41,20 +41,20 @@ from c2f.weights import load_tensors
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
 
 
-def compare_with_float32(predictor, samples, num_classes: int, chosen: Path) -> None:
-    """Print the chosen model's pooled accuracy and mIoU beside the shipped float32 ONNX model's, and their agreement."""
-    reference, _, _ = load_predictor(default_onnx_path(), None)
+def compare_with_float32(predictor, samples, num_classes: int, chosen: Path, float32: Path) -> None:
+    """Print the chosen model's pooled accuracy and mIoU beside a float32 ONNX model's, and their agreement."""
+    reference, _, _ = load_predictor(float32, None)
     maps = {name: [refine_map(model, sample.photo, sample.coarse, num_classes) for sample in samples]
             for name, model in (("float32", reference), ("chosen", predictor))}
     scores = {name: scores_from_confusion(sum(confusion_matrix(predicted, sample.fine, num_classes)
                                               for predicted, sample in zip(maps[name], samples))) for name in maps}
     same = sum(int((a == b).sum()) for a, b in zip(maps["float32"], maps["chosen"]))
     total = sum(a.size for a in maps["float32"])
-    float32, ours = scores["float32"], scores["chosen"]
-    print(f"{chosen.name} vs {default_onnx_path().name} on {len(samples)} held-out faces: pixel accuracy "
-          f"{ours.pixel_accuracy:.4%} vs {float32.pixel_accuracy:.4%} "
-          f"({100 * (ours.pixel_accuracy - float32.pixel_accuracy):+.4f} points), mIoU {ours.mean_iou:.4f} vs "
-          f"{float32.mean_iou:.4f} ({ours.mean_iou - float32.mean_iou:+.4f}); same class on {same / total:.3%} "
+    reference_scores, ours = scores["float32"], scores["chosen"]
+    print(f"{chosen.name} vs {float32.name} on {len(samples)} held-out faces: pixel accuracy "
+          f"{ours.pixel_accuracy:.4%} vs {reference_scores.pixel_accuracy:.4%} "
+          f"({100 * (ours.pixel_accuracy - reference_scores.pixel_accuracy):+.4f} points), mIoU {ours.mean_iou:.4f} vs "
+          f"{reference_scores.mean_iou:.4f} ({ours.mean_iou - reference_scores.mean_iou:+.4f}); same class on {same / total:.3%} "
           "of pixels\n")
 
 
@@ -65,7 +65,8 @@ def main() -> None:
     parser.add_argument("--per-face", action="store_true", help="also score each held-out face on its own")
     parser.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
                         help="which shipped model (as `c2f refine --precision`)")
-    parser.add_argument("--onnx", type=Path, help="an .onnx file to score against the shipped float32 ONNX model")
+    parser.add_argument("--onnx", type=Path, help="an .onnx file to score against the float32 ONNX model "
+                        "(NAME.onnx beside --weights, else the shipped one)")
     arguments = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"skipped: {DATA} is absent")
@@ -80,7 +81,10 @@ def main() -> None:
     found = find_samples(DATA)
     samples = [load_sample(sample, labels) for sample in found if sample.name in held_out]
     if arguments.onnx or arguments.precision == "int8":
-        compare_with_float32(predictor, samples, labels.num_classes, chosen)
+        # Against the float32 ONNX file of --weights (NAME.onnx beside it) where there is one, else the shipped one's.
+        beside = arguments.weights.with_suffix(".onnx") if arguments.weights else None
+        float32 = beside if beside is not None and beside.is_file() else default_onnx_path()
+        compare_with_float32(predictor, samples, labels.num_classes, chosen, float32)
     started = time.perf_counter()
     # One refinement per face serves both the pooled table and --per-face.
     refined_maps = [refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None, labels.num_classes)
