@@ -4,6 +4,7 @@ Run from the repository root (about ten minutes on two cores; --big adds a 400-m
 
     python benchmarks/bench_speed.py
     python benchmarks/bench_speed.py --big
+    python benchmarks/bench_speed.py --networks a.safetensors b.safetensors   # (a) only, for these models
 
 All in one run, so ratios compare like with like:
 (a) FLOPs of one padded FASSEG face (torch's FlopCounterMode), the machine's measured peaks
@@ -89,15 +90,20 @@ def measure_peaks(threads: int, side: int = 2048) -> dict[str, float]:
     return peaks
 
 
-def network_rates(threads: int) -> tuple[float, list[tuple[str, float, str]]]:
-    """FLOPs of one padded face, and (backend and precision, seconds per face, peak it is held to) per network."""
+def network_rates(threads: int, weights: Path | None = None) -> tuple[float, list[tuple[str, float, str]]]:
+    """FLOPs of one padded face, and (backend and precision, seconds per face, peak it is held to) per network.
+
+    The shipped face model by default; for other weights, the NAME.onnx and NAME.int8.onnx files beside them.
+    """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from c2f.shipped import default_onnx_path, default_weights_path, int8_onnx_path
     from c2f.weights import load_weights
 
-    model, _, _ = load_weights(default_weights_path())
+    model, _, _ = load_weights(weights or default_weights_path())
+    onnx_files = ((weights.with_suffix(".onnx"), weights.with_suffix(".int8.onnx")) if weights
+                  else (default_onnx_path(), int8_onnx_path()))
     model = model.cpu().eval()
     inputs = np.random.default_rng(0).normal(size=(1, model.config.in_channels, *FACE)).astype(np.float32)
     counter = FlopCounterMode(display=False)
@@ -107,8 +113,8 @@ def network_rates(threads: int) -> tuple[float, list[tuple[str, float, str]]]:
     torch.set_num_threads(threads)
     with torch.inference_mode():
         rows = [("torch float32", best_seconds(lambda: model(torch.from_numpy(inputs)), 5), "float32 torch.mm")]
-    for name, path, peak in (("ONNX Runtime float32", default_onnx_path(), "float32 torch.mm"),
-                             ("ONNX Runtime int8", int8_onnx_path(), "int8 ORT MatMulInteger")):
+    for name, path, peak in (("ONNX Runtime float32", onnx_files[0], "float32 torch.mm"),
+                             ("ONNX Runtime int8", onnx_files[1], "int8 ORT MatMulInteger")):
         if path.is_file():
             session = ort_session(str(path), threads)
             rows.append((name, best_seconds(lambda: session.run(None, {"inputs": inputs}), 5), peak))
@@ -205,6 +211,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", action="store_true", help="also refine a 20000 x 20000 (400-megapixel) photo")
     parser.add_argument("--big-only", action="store_true", help="refine the 400-megapixel photo and nothing else")
+    parser.add_argument("--networks", type=Path, nargs="+", metavar="WEIGHTS",
+                        help="only the peaks and the network table, for each of these .safetensors files "
+                             "(their .onnx and .int8.onnx beside them) instead of the shipped model")
     arguments = parser.parse_args()
     if arguments.big_only:
         refine_sizes(BIG)
@@ -216,16 +225,19 @@ def main() -> None:
     print(f"# Speed benchmark\n\n{threads} threads; CPU flags: {cpu_flags()}; load average at start "
           f"{load[0]:.1f} on {os.cpu_count()} cores.\n")
     peaks = measure_peaks(threads)
-    flops, rows = network_rates(threads)
-    print(f"Network FLOPs per padded face ({FACE[0]} x {FACE[1]}): {flops / 1e9:.2f} GFLOP.\n")
     print("| peak (2048^3 product) | GOP/s |\n| --- | ---: |")
     for name, rate in peaks.items():
         print(f"| {name} | {rate / 1e9:.1f} |")
-    print("\n| network, one face | ms | GOP/s | share of peak | peak it is held to |\n| --- | ---: | ---: | ---: | --- |")
-    for name, seconds, peak in rows:
-        rate = flops / seconds
-        print(f"| {name} | {seconds * 1e3:.0f} | {rate / 1e9:.1f} | {rate / peaks[peak]:.0%} | {peak} |", flush=True)
-
+    for weights in arguments.networks or [None]:
+        flops, rows = network_rates(threads, weights)
+        print(f"\n{weights or 'The shipped face model'}: {flops / 1e9:.2f} GFLOP per padded face "
+              f"({FACE[0]} x {FACE[1]}).\n")
+        print("| network, one face | ms | GOP/s | share of peak | peak it is held to |\n| --- | ---: | ---: | ---: | --- |")
+        for name, seconds, peak in rows:
+            rate = flops / seconds
+            print(f"| {name} | {seconds * 1e3:.0f} | {rate / 1e9:.1f} | {rate / peaks[peak]:.0%} | {peak} |", flush=True)
+    if arguments.networks:
+        return
     refine_sizes({**SIZES, **(BIG if arguments.big else {})})
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
