@@ -165,7 +165,7 @@ class WindowSettings:
     whole_image_max_pixels: int = 1024 * 1024
     # Gaussian sigma, in pixels, applied to the stitched class probabilities before each pixel takes its
     # class: hand-drawn fine maps have smooth outlines, the network's are ragged by a pixel or two. On the
-    # U-Net face model's held-out faces (benchmarks/error_analysis.py): 0: 96.09 %, 1: 96.16 %, 2: 96.17 %,
+    # shipped model's held-out faces (benchmarks/error_analysis.py): 0: 96.09 %, 1: 96.16 %, 2: 96.17 %,
     # 3: 96.18 %, 4: 96.16 %; 2 is a light blur (kind to thin structures) within 0.01 of the best. 0 = off.
     smoothing: float = 2.0
 
@@ -188,7 +188,7 @@ class QuantizeSettings:
     """How `c2f export --quantize int8` calibrates and checks an int8 model."""
 
     calibration_images: int = 16  # photos whose activations set the int8 ranges, spread over the folder's sorted names
-    # Share of the calibration pixels whose class the int8 model must keep; the shipped FASSEG model keeps 99.31 %.
+    # Share of the calibration pixels whose class the int8 model must keep; the shipped FASSEG model keeps 99.7 %.
     min_agreement: float = 0.98
 
 
