@@ -5,8 +5,8 @@ Run from the repository root with two or more .safetensors files trained on the 
     python benchmarks/ensemble_faces.py runs/a/model.safetensors runs/b/model.safetensors [...]
 
 Every model refines each of the shipped model's held-out faces with `c2f refine`'s defaults
-(PyTorch, one pass, --smooth 2); every combination of two or more models then takes the class of
-the mean of their probabilities. Prints pooled pixel accuracy and mIoU per model and combination.
+(PyTorch, one pass, --smooth 2). Each model alone, then every combination of two or more, takes
+the class of the mean of its models' probabilities; pooled pixel accuracy and mIoU are printed for each.
 An ensemble of n models costs n times the time per face; this measures what it would buy.
 """
 
