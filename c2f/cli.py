@@ -226,6 +226,11 @@ def train(
                                   "colour blends two class colours counts for both classes, by its share of each. "
                                   "Palette and index maps have no blends and train as before; validation and "
                                   "scoring stay with the nearest colour.")] = TrainConfig.soft_boundaries,
+    teacher: Annotated[Optional[Path], typer.Option(
+        "--teacher", help="Self-training: this model (a .safetensors file, or a shipped model's name) refines the "
+                          "coarse-only photos (those without a fine map, or beyond --fine-fraction) once, and "
+                          "they train on its refinements as if they were fine maps. Typically a model trained "
+                          "on the fine-labelled photos alone; often also the --init.")] = None,
     coarsen: Annotated[Optional[str], typer.Option(
         "--coarsen", help="Draw coarse maps from the fine ones, anew every epoch, for samples without a coarse map "
                           "(all samples with --coarsen-all): ranges like 'tolerance=4:32,min_area=50:400,jitter=0:3,"
@@ -264,7 +269,7 @@ def train(
                          discriminator=discriminator.value, step2_fraction=step2_fraction,
                          init_weights=str(init) if init else "", void_probability=void_probability,
                          coarsen=coarsen or "", coarsen_all=coarsen_all, relabel_probability=relabel_probability,
-                         soft_boundaries=soft_boundaries)
+                         soft_boundaries=soft_boundaries, teacher=str(teacher) if teacher else "")
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
     if workers > 1 or ray:
@@ -290,6 +295,10 @@ def train(
                 progress.console.print(f"step {step}/{steps}: loss {loss:.4f}  ({time.strftime('%H:%M:%S')})",
                                        highlight=False, markup=False)
 
+        def on_teacher(done: int, total: int) -> None:
+            progress.start()
+            progress.update(step_task, completed=done, total=total, status="--teacher refining coarse-only photos")
+
         def on_epoch(row: dict) -> None:
             figures = f"loss {row['train_loss']:.4f}"
             if "val_accuracy" in row:
@@ -299,7 +308,7 @@ def train(
 
         weights_path = train_from_folder(data, out, label_set, config, width, depth, resume, command,
                                          on_step, on_epoch, device=device.value, validation_data=val_data,
-                                         encoder=encoder.value if encoder else None)
+                                         encoder=encoder.value if encoder else None, on_teacher=on_teacher)
     finally:
         progress.stop()  # does nothing if it never started
     say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")

@@ -112,6 +112,9 @@ class TrainConfig:
     # Soft targets where a colour fine map's anti-aliased edge pixel blends two class colours: its loss is shared
     # between the two classes by its colour. Validation and scoring stay hard (nearest colour).
     soft_boundaries: bool = False
+    # Weights of a model whose refinements of the coarse-only samples' coarse maps train as their fine maps
+    # (self-training, training/pseudo_labels.py); "" = coarse-only samples train only in gan mode.
+    teacher: str = ""
 
     def resolved(self) -> TrainConfig:
         """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""

@@ -394,3 +394,13 @@ def test_soft_boundaries_with_gan_are_refused_before_the_data_is_read(tmp_path):
     config = tiny_config(mode="gan", soft_boundaries=True)
     with pytest.raises(C2FError, match="--soft-boundaries"):  # the folder does not even exist
         train_from_folder(tmp_path / "absent", tmp_path / "run", FASSEG_LABELS, config)
+
+
+@pytest.mark.parametrize("option", ["init_weights", "teacher"])
+def test_a_missing_init_or_teacher_file_is_named_before_the_data_is_read(option, tmp_path):
+    from c2f.training.loop import train_from_folder
+
+    flag = {"init_weights": "--init", "teacher": "--teacher"}[option]
+    config = tiny_config(**{option: str(tmp_path / "missing.safetensors")})
+    with pytest.raises(C2FError, match=f"{flag} .*missing.safetensors: no such weights file.*fasseg, camvid"):
+        train_from_folder(tmp_path / "absent", tmp_path / "run", FASSEG_LABELS, config)

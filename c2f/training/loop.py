@@ -35,7 +35,7 @@ from c2f.extras import require
 from c2f.inference.devices import choose_torch_device
 from c2f.io.files import guard_output_folders, guard_outputs, sweep_stale_temporaries
 from c2f.io.label_sets import LabelSet, check_labels
-from c2f.shipped import resolve_weights
+from c2f.shipped import SHIPPED_MODELS, resolve_weights
 from c2f.training import gan
 from c2f.training.batches import (
     SeededBatches,
@@ -46,6 +46,7 @@ from c2f.training.batches import (
 from c2f.training.coarsen import draw_coarse_maps, parse_coarsen_spec
 from c2f.training.curves import write_log
 from c2f.training.evaluation import evaluate
+from c2f.training.pseudo_labels import pseudo_labelled
 from c2f.training.run_state import (
     CHECKPOINT_NAME,
     Run,
@@ -62,7 +63,7 @@ from c2f.training.samples import (
     split_fine_and_coarse_only,
     split_samples,
 )
-from c2f.weights import check_model_config, load_tensors, save_weights
+from c2f.weights import check_model_config, load_tensors, load_weights, save_weights
 
 WEIGHTS_NAME = "model.safetensors"
 # Streams of drawn coarse maps, after the seed: training's are drawn anew each epoch (seed, epoch, stream, sample),
@@ -212,7 +213,8 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
                 on_step: Callable[[int, int, float], None] | None = None,
                 on_epoch: Callable[[dict], None] | None = None, parallel: DataParallel | None = None,
                 until_epoch: int | None = None, device: str = "cpu",
-                validation: list[LoadedSample] | None = None) -> Path:
+                validation: list[LoadedSample] | None = None,
+                on_teacher: Callable[[int, int], None] | None = None) -> Path:
     """Train a model on fine-labelled samples, checkpointing every epoch; returns the weights path.
 
     validation: samples to validate on instead of a --validation-fraction share of `samples`. With
@@ -222,7 +224,8 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
 
     Data-parallel (parallel given), every process runs this with its rank and only rank 0 writes;
     until_epoch stops after that epoch, for a later --resume to continue. device: cpu, cuda, or auto
-    (CUDA when torch sees a GPU); only the CPU repeats runs bit for bit.
+    (CUDA when torch sees a GPU); only the CPU repeats runs bit for bit. With config.teacher, the
+    coarse-only samples train on its refinements (on_teacher(done, total) reports that pass).
     """
     target = choose_torch_device(device)
     config = config.resolved()  # checkpoints store, and --resume compares, the fine_fraction actually used
@@ -255,6 +258,13 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     coarse_only += [sample for sample in samples if sample.fine is None]
     split = {"train": [s.name for s in train_samples], "validation": [s.name for s in validation_samples],
              "coarse_only": [s.name for s in coarse_only]}
+    if config.teacher:  # the coarse-only samples train on the teacher's refinements, as fine-labelled ones do
+        if not coarse_only:
+            raise C2FError("--teacher refines coarse-only photos and this run has none: pass --fine-fraction "
+                           "below 1, or add photos that have a coarse map but no fine one.")
+        train_samples = kept + pseudo_labelled(coarse_only, Path(config.teacher), labels, target, on_teacher)
+        split["pseudo_labelled"] = split.pop("coarse_only")
+        coarse_only = []
     out_dir = Path(out_dir)
     # Killed before its first checkpoint, a run has nothing to resume: --resume then starts it afresh.
     if resume and (out_dir / CHECKPOINT_NAME).exists():
@@ -298,6 +308,8 @@ def check_option_pairs(config: TrainConfig) -> None:
     """Refuse options that no mode trains together, before any data is read."""
     if config.soft_boundaries and config.mode == "gan":
         raise C2FError("--soft-boundaries trains the conditional and segment modes; leave it out with --mode gan.")
+    if config.teacher and config.mode == "gan":
+        raise C2FError("--teacher and --mode gan are two ways to learn from coarse-only photos; choose one.")
 
 
 def split_paired_first(labelled: list[LoadedSample], fraction: float,
@@ -331,7 +343,8 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
                       on_step: Callable[[int, int, float], None] | None = None,
                       on_epoch: Callable[[dict], None] | None = None, parallel: DataParallel | None = None,
                       until_epoch: int | None = None, device: str = "auto",
-                      validation_data: Path | None = None, encoder: str | None = None) -> Path:
+                      validation_data: Path | None = None, encoder: str | None = None,
+                      on_teacher: Callable[[int, int], None] | None = None) -> Path:
     """`c2f train`: check the settings, read a dataset folder (and validation_data's), train on `device`, and return
     the weights path."""
     started = time.time()
@@ -342,6 +355,13 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
     init = resolve_weights(Path(config.init_weights)) if config.init_weights else None
     if init is not None:
         config = dataclasses.replace(config, init_weights=str(init))
+    teacher = resolve_weights(Path(config.teacher)) if config.teacher else None
+    if teacher is not None:
+        config = dataclasses.replace(config, teacher=str(teacher))
+    for option, path in (("--init", init), ("--teacher", teacher)):
+        if path is not None and not path.is_file():
+            raise C2FError(f"{option} {path}: no such weights file; give a .safetensors file written by "
+                           f"`c2f train`, or a shipped model's name ({', '.join(SHIPPED_MODELS)}).")
     check_option_pairs(config)
     if config.coarsen:
         parse_coarsen_spec(config.coarsen)  # a mistyped --coarsen fails before the dataset is read
@@ -349,10 +369,12 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
         raise C2FError("--coarsen-all needs --coarsen with the ranges to draw coarse maps from.")
     guard_output_folders({"the dataset folder --data": data, "the validation folder --val-data": validation_data},
                          {"--out": out_dir})
-    guard_outputs({"the --init weights": init},
+    guard_outputs({"the --init weights": init, "the --teacher weights": teacher},
                   {f"the run's {name}": out_dir / name for name in (WEIGHTS_NAME, CHECKPOINT_NAME, "log.csv", "curves.png")})
     if init is not None:  # read maps in the --init model's class order; the table may add ignore entries
         labels = check_labels(LabelSet.from_dict(load_tensors(init)[1].get("labels", {}), str(init)), labels, init)
+    if teacher is not None:  # a missing teacher, or one with other classes, fails before the dataset is read
+        load_weights(teacher, labels)
     model_config = model_config_for(labels, config.mode, width, depth, init, encoder)
     if config.crop_size % model_config.size_multiple:
         raise C2FError(f"--crop-size must be a multiple of {model_config.size_multiple}, the factor the network "
@@ -365,4 +387,4 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
                   if validation_data is not None else None)
     sweep_stale_temporaries([out_dir], started)
     return train_model(samples, labels, model_config, config, out_dir, resume, command, on_step, on_epoch,
-                       parallel, until_epoch, device, validation)
+                       parallel, until_epoch, device, validation, on_teacher)

@@ -128,7 +128,7 @@ def resume_run(out_dir: Path, model_config: ModelConfig, config: TrainConfig, sp
     current = {**dataclasses.asdict(model_config), **dataclasses.asdict(config)}
     differences = [f"{key} {stored.get(key)!r} there, {value!r} now" for key, value in current.items()
                    if stored.get(key) != value]
-    if {"coarse_only": [], **(metadata.get("split") or {})} != split:
+    if {"coarse_only": [], **(metadata.get("split") or {})} != {"coarse_only": [], **split}:
         differences.append("other training faces")
     if differences:
         raise C2FError(f"{path} was written with other settings or data ({'; '.join(differences)}); resume with "
