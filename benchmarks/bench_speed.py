@@ -260,7 +260,7 @@ def main() -> None:
             commands["densecrf (5 iterations, gt_prob 0.7, sxy 3/80, srgb 13)"] = (
                 [sys.executable, "-c", DENSECRF_SCRIPT, str(photos), str(coarse), str(folder / "crf")], folder / "crf")
         except ImportError:
-            print("(densecrf skipped: pydensecrf is not installed)")
+            print("(densecrf skipped: pydensecrf is not installed; pip install pydensecrf2 provides it)")
         for name, (command, output) in commands.items():
             seconds, peak = timed_command(command)
             results[name] = seconds / len(names)

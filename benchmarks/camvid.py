@@ -106,6 +106,11 @@ def main() -> None:
     samples = [load_sample(sample, labels) for sample in find_validation_samples(arguments.data)]
     samples = samples[:arguments.limit] if arguments.limit else samples
     minutes = {"coarse map": 0.0, "densecrf": 0.0} | {name: training_minutes(path) for name, path in models.items()}
+    try:
+        import pydensecrf  # noqa: F401
+    except ImportError:
+        print("(densecrf skipped: pydensecrf is not installed; pip install pydensecrf2 provides it)")
+        del minutes["densecrf"]
     small = [labels.names.index(name) for name in SMALL_CLASSES]
     print("models: " + ", ".join(f"{name} = {path}" for name, path in models.items()))
     header = (f"{'coarse maps':<9} {'method':<10} {'pixel acc':>9} {'mIoU':>6} {'small4':>6} {'train min':>9} "
