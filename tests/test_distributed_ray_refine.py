@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -11,6 +13,7 @@ from conftest import make_scene, write_scene_files  # noqa: E402
 from c2f.config import ClusterSettings, WindowSettings  # noqa: E402
 from c2f.distributed.ray_refine import ModelSource, refine_folder_on_ray  # noqa: E402
 from c2f.inference.backends import load_predictor  # noqa: E402
+from c2f.io.files import STALE_MARGIN_SECONDS, sweep_stale_temporaries  # noqa: E402
 from c2f.refine import plan_folder, refine_folder  # noqa: E402
 
 WINDOWS = WindowSettings(window=32, overlap=8, batch_size=4, whole_image_max_pixels=0)
@@ -70,4 +73,8 @@ def test_an_interrupted_job_resumes_with_skip_existing(local_ray, folders, tiny_
     _, second = refine_both(folders, tiny_weights, tmp_path, skip_existing=True)
     # Pairs the actors had already taken when the job stopped are finished and skipped now; the rest are written.
     assert second[0].status == "skipped" and {o.status for o in second[1:]} <= {"skipped", "written"}
+    # An actor stopped in the middle of a write leaves only its temporary file, recent enough that the resumed
+    # job keeps it (it might belong to a live writer); the next run, a minute on, sweeps it.
+    sweep_stale_temporaries([tmp_path / "ray", tmp_path / "ray_overlay"],
+                            started=time.time() + STALE_MARGIN_SECONDS + 1)
     assert_same_files(tmp_path)
