@@ -36,8 +36,8 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]
     """Read tensors and decoded metadata, with a clear error for missing or broken files."""
     path = Path(path)
     if not path.is_file():
-        raise C2FError(f"weights file not found: {path}; pass --weights with a .safetensors file "
-                       "written by `c2f train`.")
+        raise C2FError(f"weights file not found: {path}; give the path of a .safetensors file written by "
+                       "`c2f train`.")
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as handle:
