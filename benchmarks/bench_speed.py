@@ -9,14 +9,16 @@ Run from the repository root (about ten minutes on two cores; --big adds a 400-m
 All in one run, so ratios compare like with like:
 (a) FLOPs of one padded FASSEG face (torch's FlopCounterMode), the machine's measured peaks
     (float32 torch.mm and ONNX Runtime MatMul; int8 ONNX Runtime MatMulInteger, u8 x s8, what
-    the int8 model's convolutions run on), and the share of the matching peak each backend and
-    precision reaches on the network alone.
+    the int8 model's convolutions run on; bfloat16 torch.mm on CPUs with bfloat16 instructions),
+    and the share of the matching peak each backend and precision reaches on the network alone,
+    the torch rows through c2f's own torch predictor (channels-last).
 (b) `c2f refine` end to end, one command per photo (process start included), for photos of
     0.2, 2 and 24 megapixels (and 400 with --big): seconds per megapixel and peak memory
-    (maximum resident set size from /usr/bin/time -v), int8 (the default) and float32.
+    (maximum resident set size from /usr/bin/time -v), int8 (the default) and float32 (and bf16,
+    on the torch backend, where the CPU has bfloat16 instructions).
     The photos are the shipped example resized, its coarse map resized with it.
-(c) The held-out FASSEG faces in folder mode, one command each for c2f (default: int8) and
-    densecrf (pydensecrf, when installed), process start included; seconds per face and accuracy.
+(c) The held-out FASSEG faces in folder mode, one command each for c2f (default: int8; fp32;
+    bf16 where the CPU has it) and densecrf (pydensecrf, when installed), process start included; seconds per face and accuracy.
 """
 
 from __future__ import annotations
@@ -72,13 +74,18 @@ def measure_peaks(threads: int, side: int = 2048) -> dict[str, float]:
     first, second = torch.randn(side, side), torch.randn(side, side)
     operations = 2 * side**3
     peaks = {"float32 torch.mm": operations / best_seconds(lambda: first @ second, 5)}
+    if has_bf16():
+        halves = first.bfloat16(), second.bfloat16()
+        peaks["bfloat16 torch.mm"] = operations / best_seconds(lambda: halves[0] @ halves[1], 5)
 
     def product(op: str, left_type, right_type, out_type):
         graph = helper.make_graph([helper.make_node(op, ["A", "B"], ["Y"])], op,
                                   [helper.make_tensor_value_info("A", left_type, [side, side]),
                                    helper.make_tensor_value_info("B", right_type, [side, side])],
                                   [helper.make_tensor_value_info("Y", out_type, [side, side])])
-        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), threads)
+        # IR version 8 (opset 17's own): a newer onnx writes a newer one by default than ONNX Runtime may read.
+        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+                           threads)
     session = product("MatMul", TensorProto.FLOAT, TensorProto.FLOAT, TensorProto.FLOAT)
     inputs = {"A": first.numpy(), "B": second.numpy()}
     peaks["float32 ORT MatMul"] = operations / best_seconds(lambda: session.run(None, inputs), 5)
@@ -98,6 +105,7 @@ def network_rates(threads: int, weights: Path | None = None) -> tuple[float, lis
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from c2f.inference.torch_backend import torch_predictor
     from c2f.shipped import default_onnx_path, default_weights_path, int8_onnx_path
     from c2f.weights import load_weights
 
@@ -111,8 +119,12 @@ def network_rates(threads: int, weights: Path | None = None) -> tuple[float, lis
         model(torch.from_numpy(inputs))
     flops = counter.get_total_flops()
     torch.set_num_threads(threads)
-    with torch.inference_mode():
-        rows = [("torch float32", best_seconds(lambda: model(torch.from_numpy(inputs)), 5), "float32 torch.mm")]
+    rows = []
+    for precision, name, peak in (("fp32", "torch float32", "float32 torch.mm"),
+                                  ("bf16", "torch bfloat16", "bfloat16 torch.mm")):
+        if precision == "fp32" or has_bf16():
+            predictor = torch_predictor(model, "cpu", precision)
+            rows.append((name, best_seconds(lambda: predictor(inputs), 5), peak))
     for name, path, peak in (("ONNX Runtime float32", onnx_files[0], "float32 torch.mm"),
                              ("ONNX Runtime int8", onnx_files[1], "int8 ORT MatMulInteger")):
         if path.is_file():
@@ -250,9 +262,10 @@ def main() -> None:
         print("| method | s per face | pooled pixel accuracy | peak memory (GiB) |\n| --- | ---: | ---: | ---: |")
         results = {}
         refine = [sys.executable, "-m", "c2f", "refine", str(photos), str(coarse), "-o"]
-        commands = {"c2f refine (int8, default)": ([*refine, str(folder / "c2f_int8")], folder / "c2f_int8"),
-                    "c2f refine --precision fp32": ([*refine, str(folder / "c2f_fp32"), "--precision", "fp32"],
-                                                    folder / "c2f_fp32")}
+        commands = {"c2f refine (int8, default)": ([*refine, str(folder / "c2f_int8")], folder / "c2f_int8")}
+        for precision in ("fp32", "bf16") if has_bf16() else ("fp32",):
+            commands[f"c2f refine --precision {precision}"] = (
+                [*refine, str(folder / f"c2f_{precision}"), "--precision", precision], folder / f"c2f_{precision}")
         try:
             import pydensecrf  # noqa: F401
 
@@ -283,12 +296,22 @@ def refine_sizes(sizes: dict[float, tuple[int, int]]) -> None:
         for megapixels, size in sizes.items():
             photo, coarse = make_photo(folder, megapixels, size)
             actual = size[0] * size[1] / 1e6
-            for precision in ("int8", "fp32") if megapixels < 100 else ("int8",):
+            precisions = ("int8", "fp32", "bf16") if has_bf16() else ("int8", "fp32")
+            for precision in precisions if megapixels < 100 else ("int8",):
                 seconds, peak = timed_command(refine_command(photo, coarse, folder / "fine.png", precision, actual))
                 print(f"| {size[1]} x {size[0]} ({actual:.1f} MP) | {precision} | {seconds:.1f} | "
                       f"{seconds / actual:.2f} | {peak:.2f} |", flush=True)
             photo.unlink()
             coarse.unlink()
+
+
+def has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), as `--precision bf16` requires."""
+    import torch
+
+    from c2f.inference.torch_backend import bf16_supported
+
+    return bf16_supported(torch.device("cpu"))
 
 
 def cpu_flags() -> str:

@@ -5,9 +5,10 @@ Run from the repository root:
     python benchmarks/score_shipped.py
     python benchmarks/score_shipped.py --weights runs/mine/model.safetensors --training-faces
     python benchmarks/score_shipped.py --precision int8   # the int8 model against float32's
+    python benchmarks/score_shipped.py --precision bf16   # torch in bfloat16 against float32 (CPUs with bf16)
 
 The metadata, and so the held-out faces, come from the shipped safetensors unless
---weights names a .safetensors file. With --precision int8 (or --onnx FILE) the float32
+--weights names a .safetensors file. With --precision int8 or bf16 (or --onnx FILE) the float32
 ONNX model is scored too and the differences (points of pooled accuracy, mIoU) and the
 share of pixels both give the same class are printed.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from c2f.inference.backends import load_predictor, model_file
+from c2f.inference.backends import load_predictor, model_file, run_precision
 from c2f.training.samples import find_samples, load_sample
 from c2f.inference.sliding_window import refine_map
 from c2f.training.evaluation import score_refinement
@@ -41,7 +42,7 @@ from c2f.weights import load_tensors
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FASSEG"
 
 
-def compare_with_float32(predictor, samples, num_classes: int, chosen: Path, float32: Path) -> None:
+def compare_with_float32(predictor, samples, num_classes: int, chosen: str, float32: Path) -> None:
     """Print the chosen model's pooled accuracy and mIoU beside a float32 ONNX model's, and their agreement."""
     reference, _, _ = load_predictor(float32, None)
     maps = {name: [refine_map(model, sample.photo, sample.coarse, num_classes) for sample in samples]
@@ -51,7 +52,7 @@ def compare_with_float32(predictor, samples, num_classes: int, chosen: Path, flo
     same = sum(int((a == b).sum()) for a, b in zip(maps["float32"], maps["chosen"]))
     total = sum(a.size for a in maps["float32"])
     reference_scores, ours = scores["float32"], scores["chosen"]
-    print(f"{chosen.name} vs {float32.name} on {len(samples)} held-out faces: pixel accuracy "
+    print(f"{chosen} vs {float32.name} on {len(samples)} held-out faces: pixel accuracy "
           f"{ours.pixel_accuracy:.4%} vs {reference_scores.pixel_accuracy:.4%} "
           f"({100 * (ours.pixel_accuracy - reference_scores.pixel_accuracy):+.4f} points), mIoU {ours.mean_iou:.4f} vs "
           f"{reference_scores.mean_iou:.4f} ({ours.mean_iou - reference_scores.mean_iou:+.4f}); same class on {same / total:.3%} "
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="a .safetensors file (default: the shipped weights)")
     parser.add_argument("--training-faces", action="store_true", help="also score the faces it trained on")
     parser.add_argument("--per-face", action="store_true", help="also score each held-out face on its own")
-    parser.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
+    parser.add_argument("--precision", choices=["auto", "fp32", "int8", "bf16"], default="auto",
                         help="which shipped model (as `c2f refine --precision`)")
     parser.add_argument("--onnx", type=Path, help="an .onnx file to score against the float32 ONNX model "
                         "(NAME.onnx beside --weights, else the shipped one)")
@@ -77,14 +78,15 @@ def main() -> None:
                  "use weights that `c2f train` wrote with a validation split.")
     held_out, trained_on = set(split["validation"]), set(split.get("train", []))
     chosen = arguments.onnx or model_file(arguments.weights, "auto", arguments.precision)
-    predictor, labels, uses_coarse = load_predictor(chosen, None)
+    predictor, labels, uses_coarse = load_predictor(chosen, None, precision=run_precision(arguments.precision))
     found = find_samples(DATA)
     samples = [load_sample(sample, labels) for sample in found if sample.name in held_out]
-    if arguments.onnx or arguments.precision == "int8":
+    if arguments.onnx or arguments.precision in ("int8", "bf16"):
         # Against the float32 ONNX file of --weights (NAME.onnx beside it) where there is one, else the shipped one's.
         beside = arguments.weights.with_suffix(".onnx") if arguments.weights else None
         float32 = beside if beside is not None and beside.is_file() else default_onnx_path()
-        compare_with_float32(predictor, samples, labels.num_classes, chosen, float32)
+        compare_with_float32(predictor, samples, labels.num_classes,
+                             f"{chosen.name} ({arguments.precision})", float32)
     started = time.perf_counter()
     # One refinement per face serves both the pooled table and --per-face.
     refined_maps = [refine_map(predictor, sample.photo, sample.coarse if uses_coarse else None, labels.num_classes)

@@ -18,7 +18,7 @@ import numpy as np
 
 from c2f.config import WindowSettings
 from c2f.errors import C2FError
-from c2f.inference.backends import load_predictor
+from c2f.inference.backends import load_predictor, run_precision
 from c2f.inference.postprocess import class_ids
 from c2f.inference.sliding_window import refine_map, refine_probabilities
 from c2f.io.label_maps import check_ids, colors_to_ids, id_dtype, read_label_map
@@ -66,7 +66,8 @@ class Refiner:
         """weights: None (the shipped model made for labels, else FASSEG's), a shipped model's name (fasseg,
         camvid), a .safetensors or an .onnx file; backend: auto, torch or onnx; device: auto, cpu or cuda; labels:
         a label file, a shipped table's name or a LabelSet the model must have; precision: auto (a shipped
-        model's int8 export where there is one), int8 or fp32, for shipped models."""
+        model's int8 export where there is one), int8 or fp32, for shipped models, or bf16 (the torch backend in
+        bfloat16, for a shipped model or a .safetensors file)."""
         requested = labels if isinstance(labels, LabelSet) or labels is None else load_label_set(Path(labels))
         settings.check()
         self.settings = settings
@@ -74,7 +75,8 @@ class Refiner:
             and not Path(weights).exists() else None
         path = refine_weights(None if shipped_name or weights is None else Path(weights), shipped_name,
                               None if isinstance(labels, LabelSet) else labels, backend, precision)
-        self.predictor, self.labels, self.uses_coarse = load_predictor(path, requested, backend, device, on_note)
+        self.predictor, self.labels, self.uses_coarse = load_predictor(path, requested, backend, device, on_note,
+                                                                       run_precision(precision))
 
     def refine(self, photo: ArrayOrPath, coarse: ArrayOrPath | None = None, probabilities: bool = False,
                ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:

@@ -331,8 +331,10 @@ def refine(
              "CPU; torch for .safetensors), torch, or onnx.")] = Backend.auto,
     device: DeviceOption = Device.auto,
     precision: Annotated[Precision, typer.Option(
-        help="The shipped model's precision: auto (its int8 export, NAME.int8.onnx, where it is shipped, else "
-             "float32), fp32 or int8. For your own models pass --weights with the file.")] = Precision.auto,
+        help="auto (a shipped model's int8 export, NAME.int8.onnx, where it is shipped, else float32), fp32 or "
+             "int8 choose among the shipped model's files; for your own models pass --weights with the file. "
+             "bf16 runs the torch backend in bfloat16, on CPUs with AVX512-BF16 or AMX and on GPUs that have "
+             "it (a shipped model or a .safetensors file).")] = Precision.auto,
     max_megapixels: Annotated[float, typer.Option(
         min=0.01, help="Refuse photos and maps larger than this, read from their headers before decoding "
                        "(a guard against decompression bombs); raise it for real big photos.")
@@ -374,7 +376,7 @@ def refine(
     Folders: c2f refine photos/ coarse/ -o fine/ --skip-existing
     On Ray: c2f refine photos/ coarse/ -o fine/ --ray  (needs pip install "c2f[ray]")
     """
-    from c2f.inference.backends import load_predictor
+    from c2f.inference.backends import load_predictor, run_precision
     from c2f.io.label_sets import load_label_set
     from c2f.io.photos import read_limits
     from c2f.refine import check_file_outputs, check_refine_inputs, refine_file
@@ -393,7 +395,7 @@ def refine(
         with warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("always", RuntimeWarning)
             predictor, label_set, uses_coarse = load_predictor(weights, requested_labels, backend.value,
-                                                               device.value)
+                                                               device.value, precision=run_precision(precision.value))
         for note in notes:
             if issubclass(note.category, RuntimeWarning):
                 note_conversion(str(note.message))
@@ -413,7 +415,8 @@ def refine(
                 from c2f.distributed.ray_refine import ModelSource, connect, refine_folder_on_ray
 
                 connect(ray_address)
-                source = ModelSource(weights, requested_labels, backend.value, device.value)
+                source = ModelSource(weights, requested_labels, backend.value, device.value,
+                                     run_precision(precision.value))
                 outcomes = refine_folder_on_ray(source, label_set, pairs, windows_dir=windows_dir,
                                                 cluster=ClusterSettings(workers=workers), **options)
             render_folder_outcomes(pairs, unpaired, outcomes)

@@ -39,6 +39,7 @@ class Precision(str, Enum):
     auto = "auto"  # the shipped int8 model when present, else float32
     fp32 = "fp32"
     int8 = "int8"
+    bf16 = "bf16"  # the torch backend under bfloat16 autocast, on CPUs and GPUs with bfloat16 instructions
 
 
 class ShippedModel(str, Enum):

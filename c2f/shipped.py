@@ -36,11 +36,11 @@ def int8_onnx_path(model: str = DEFAULT_MODEL) -> Path:
 
 
 def shipped_model_file(model: str, backend: str = "auto", precision: str = "auto") -> Path:
-    """The file of a shipped model for a backend and precision (auto, int8 or fp32).
+    """The file of a shipped model for a backend and precision (auto, int8, fp32 or bf16).
 
     auto picks the int8 export where it is shipped (it is shipped only when it keeps the float32
-    model's accuracy, and it runs faster on a CPU), else float32 ONNX; the torch backend loads the
-    safetensors.
+    model's accuracy, and it runs faster on a CPU), else float32 ONNX; the torch backend, and bf16,
+    which only it runs, load the safetensors.
     """
     from c2f.errors import C2FError
 
@@ -53,6 +53,10 @@ def shipped_model_file(model: str, backend: str = "auto", precision: str = "auto
             raise C2FError(f"the shipped {model} model has no int8 export ({int8} is absent): pass --precision "
                            "auto or fp32, or write one with `c2f export --quantize int8 --calibration DATA`.")
         return int8
+    if precision == "bf16":
+        if backend == "onnx":
+            raise C2FError("--precision bf16 runs on the torch backend; drop --backend onnx.")
+        return safetensors
     if backend == "torch":
         return safetensors
     if precision == "auto" and int8.is_file():
@@ -100,6 +104,11 @@ def refine_weights(weights: Path | None, model: str | None, labels: str | Path |
     if weights is not None and model is not None:
         raise C2FError("give --weights or --model, not both: --model names a shipped model, --weights a file.")
     if weights is not None:
+        if precision == "bf16":  # how the torch backend runs a .safetensors file, not a file of its own
+            if Path(weights).suffix.lower() == ".onnx":
+                raise C2FError(f"--precision bf16 runs a .safetensors file on the torch backend; {weights} is an "
+                               "ONNX file, which runs in its own precision.")
+            return Path(weights)
         if precision != "auto":
             raise C2FError("--precision chooses among the shipped models; --weights names its own file (write an "
                            "int8 one with `c2f export --quantize int8 --calibration DATA`).")

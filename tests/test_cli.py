@@ -114,6 +114,23 @@ def test_refine_smooth_zero_gives_the_networks_own_map_and_a_negative_one_is_ref
     assert "--smooth must be 0" in result.output and not (tmp_path / "bad.png").exists()
 
 
+def test_refine_precision_bf16_runs_the_weights_in_bfloat16(dataset, trained_run, tmp_path, monkeypatch):
+    from c2f.inference import torch_backend
+
+    monkeypatch.setattr(torch_backend, "bf16_supported", lambda device: True)  # emulated where the CPU lacks it
+    inputs = [dataset / "images" / "face_00.png", dataset / "coarse" / "face_00.png"]
+    weights = trained_run / "model.safetensors"
+    run("refine", *inputs, "-o", tmp_path / "bf16.png", "--weights", weights, "--whole-image", "--precision", "bf16")
+    model, _, _ = load_weights(weights)
+    expected = refine_map(torch_predictor(model, "cpu", "bf16"), read_photo(inputs[0]),
+                          read_label_map(inputs[1], FASSEG_LABELS).class_ids, 6, WindowSettings(whole_image=True))
+    np.testing.assert_array_equal(read_label_map(tmp_path / "bf16.png", FASSEG_LABELS).class_ids, expected)
+    monkeypatch.setattr(torch_backend, "bf16_supported", lambda device: False)
+    result = run("refine", *inputs, "-o", tmp_path / "no.png", "--weights", weights, "--precision", "bf16",
+                 expect_exit=1)
+    assert "no bfloat16 instructions" in result.output and not (tmp_path / "no.png").exists()
+
+
 def test_refine_writes_the_format_asked_for(dataset, trained_run, tmp_path):
     run("refine", dataset / "images" / "face_00.png", dataset / "coarse" / "face_00.png", "-o", tmp_path / "ids.png",
         "--weights", trained_run / "model.safetensors", "--whole-image", "--format", "index")

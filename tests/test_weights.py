@@ -187,6 +187,17 @@ def test_a_shipped_models_precision_picks_its_file(tmp_path, monkeypatch):
     assert shipped.shipped_model_file("camvid", backend="torch") == tmp_path / "camvid.safetensors"
     with pytest.raises(C2FError, match="ONNX Runtime"):
         shipped.shipped_model_file("camvid", backend="torch", precision="int8")
+    assert shipped.shipped_model_file("camvid", precision="bf16") == tmp_path / "camvid.safetensors"  # torch runs it
+    with pytest.raises(C2FError, match="bf16 runs on the torch backend; drop --backend onnx"):
+        shipped.shipped_model_file("camvid", backend="onnx", precision="bf16")
+
+
+def test_bf16_runs_your_own_safetensors_file_but_not_an_onnx_one(tmp_path):
+    from c2f.shipped import refine_weights
+
+    assert refine_weights(tmp_path / "mine.safetensors", None, None, precision="bf16") == tmp_path / "mine.safetensors"
+    with pytest.raises(C2FError, match="mine.onnx is an ONNX file"):
+        refine_weights(tmp_path / "mine.onnx", None, None, precision="bf16")
 
 def test_an_encoder_model_rebuilds_itself_from_its_weights_file(tmp_path):
     model = trained_looking_model(ModelConfig(num_classes=3, encoder="efficientnet-lite0"))

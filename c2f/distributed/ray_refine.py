@@ -76,6 +76,7 @@ class ModelSource:
     labels: LabelSet | None  # the label set the user asked for, checked against the model's
     backend: str = "auto"
     device: str = "auto"
+    precision: str = "auto"  # bf16 runs the file on the torch backend in bfloat16 (backends.run_precision)
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,14 @@ class PairRefiner:
 
         backend = source.backend
         if backend == "auto":  # as load_predictor will choose it
-            backend = choose_backend(model_file(source.weights, backend))
+            backend = choose_backend(model_file(source.weights, backend, source.precision))
         if backend == "torch":
             import torch
 
             torch.set_num_threads(threads)
         self.predictor, self.labels, self.uses_coarse = load_predictor(source.weights, source.labels,
-                                                                       source.backend, source.device)
+                                                                       source.backend, source.device,
+                                                                       precision=source.precision)
         self.job = job
         self.cached: tuple[str, object] | None = None  # the last split photo's inputs, read once per actor
 

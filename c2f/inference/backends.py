@@ -35,11 +35,17 @@ def model_file(weights: Path | None, backend: str = "auto", precision: str = "au
     return refine_weights(weights, None, None, backend, precision)
 
 
+def run_precision(precision: str) -> str:
+    """The precision load_predictor still needs once refine_weights has chosen the file for it: bf16 says how to
+    run that file; auto, fp32 and int8 only chose it."""
+    return "bf16" if precision == "bf16" else "auto"
+
+
 def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str = "auto", device: str = "auto",
                    on_note: Callable[[str], None] | None = None,
                    precision: str = "auto") -> tuple[Predictor, LabelSet, bool]:
     """A predictor for a weights file (or the shipped model of a precision), its label set, and whether it reads
-    the coarse map.
+    the coarse map. precision bf16 runs the torch backend in bfloat16 (torch_backend.py).
 
     --device cuda where the GPU cannot be used runs on the CPU instead, after one line to on_note
     (default: a RuntimeWarning): refining gives the same maps there, only slower.
@@ -48,6 +54,8 @@ def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str =
     weights = model_file(weights, backend, precision)
     if backend == "auto":
         backend = choose_backend(weights)
+    if precision == "bf16" and backend != "torch":
+        raise C2FError("--precision bf16 runs on the torch backend; drop --backend onnx.")
     if backend == "onnx":
         return onnx_predictor(weights, labels, device, on_note)
     if backend != "torch":
@@ -62,4 +70,5 @@ def load_predictor(weights: Path | None, labels: LabelSet | None, backend: str =
     if device == "cuda" and not cuda_available():
         on_note("torch sees no CUDA GPU, so this runs on the CPU; install a CUDA build of torch to use the GPU.")
         device = "cpu"
-    return torch_predictor(model, device), stored_labels, model.config.use_coarse
+    return (torch_predictor(model, device, "bf16" if precision == "bf16" else "fp32"), stored_labels,
+            model.config.use_coarse)
