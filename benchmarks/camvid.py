@@ -5,6 +5,7 @@ Run from the repository root (CamVid in ../shared/data/CamVid; its README gives 
     python benchmarks/camvid.py
     python benchmarks/camvid.py --model Lite0=weights/camvid.onnx --model U-Net=runs/unet/model.onnx
     python benchmarks/camvid.py --model mine=runs/camvid/model.safetensors --limit 20
+    python benchmarks/camvid.py --model fp32=weights/camvid.onnx --model bf16=weights/camvid.safetensors --precision bf16
 
 The 101 val photos' fine maps are coarsened in three fixed styles (each map its own settings, drawn from the
 style's ranges with --seed): "polygons" (c2f coarsen's default ranges), "rough" (looser polygons that leave out
@@ -96,13 +97,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="fixes every coarse map's drawing")
     parser.add_argument("--limit", type=int, default=0, help="only the first N val photos (0: all 101)")
     parser.add_argument("--crf-iterations", type=int, default=5)
+    parser.add_argument("--precision", choices=["auto", "bf16"], default="auto",
+                        help="bf16: run the .safetensors models in bfloat16 (the torch backend, on CPUs with "
+                             "AVX512-BF16 or AMX); .onnx models run in their own precision either way")
     arguments = parser.parse_args()
     if not arguments.data.is_dir():
         sys.exit(f"skipped: {arguments.data} is absent")
     labels = load_label_set("camvid")
     num_classes = labels.num_classes
     models = dict(arguments.model) or {"c2f": refine_weights(None, None, "camvid")}
-    predictors = {name: load_predictor(path, labels)[0] for name, path in models.items()}
+    predictors = {name: load_predictor(path, labels, precision="auto" if path.suffix == ".onnx"
+                                       else arguments.precision)[0] for name, path in models.items()}
     samples = [load_sample(sample, labels) for sample in find_validation_samples(arguments.data)]
     samples = samples[:arguments.limit] if arguments.limit else samples
     minutes = {"coarse map": 0.0, "densecrf": 0.0} | {name: training_minutes(path) for name, path in models.items()}
