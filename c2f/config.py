@@ -137,6 +137,7 @@ MIN_SMOOTHING, MAX_SMOOTHING = 0.1, 32.0
 
 # Limits on what c2f accepts, so a damaged or hostile file fails in one line instead of exhausting memory.
 MAX_CLASSES = 4096  # a K x K int64 confusion matrix is then 134 MB; label maps hold at most uint16 ids
+POLYGON_TOLERANCE = 0.5  # px a traced outline, simplified, may stray from the region's edge
 MAX_PIXELS = 64_000_000  # width x height of a photo or map (8000 x 8000), checked from the header before decoding
 
 

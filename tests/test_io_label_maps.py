@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import run_cli_without_loading
+
 from c2f.errors import C2FError
 from c2f.io.files import write_atomically
 from c2f.io.label_maps import RASTER_ENCODINGS as ENCODINGS
@@ -383,3 +385,11 @@ def test_not_annotated_pixels_without_an_ignore_entry_are_refused_with_their_cou
     ids[:2, :3] = FASSEG_LABELS.ignore_index
     with pytest.raises(C2FError, match="6 pixels are not annotated"):
         write_label_map(tmp_path / "map.png", ids, FASSEG_LABELS, "index")
+
+
+@pytest.mark.parametrize("polygon_library", ["cv2", "pycocotools"])
+def test_refining_image_maps_never_loads_the_polygon_libraries(tmp_path, polygon_library):
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    run_cli_without_loading(polygon_library, "refine", examples / "astronaut.png", examples / "astronaut_coarse.png",
+                            "-o", tmp_path / "fine.png")
+    assert (tmp_path / "fine.png").is_file()

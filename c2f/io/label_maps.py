@@ -17,8 +17,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from c2f.config import POLYGON_TOLERANCE
 from c2f.errors import C2FError
-from c2f.io import polygons
 from c2f.io.files import save_image, write_atomically
 from c2f.io.label_sets import LabelSet
 from c2f.io.photos import image_rows, open_image, row_bands
@@ -295,6 +295,7 @@ def read_class_blend(path: Path, labels: LabelSet) -> ClassBlend | None:
 
 def read_polygon_map(path: Path, labels: LabelSet, image_name: str | None) -> LabelMap:
     """Rasterise a labelme, Cityscapes or COCO JSON in the order its format draws; uncovered pixels are K."""
+    from c2f.io import polygons  # here: it imports OpenCV and pycocotools, a tenth of a second of every refine
     try:
         document = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
@@ -444,8 +445,9 @@ def palette_of(labels: LabelSet) -> np.ndarray:
 
 
 def polygon_document(class_ids: np.ndarray, labels: LabelSet, encoding: str, path: Path,
-                     image_path: Path | None, tolerance: float = polygons.DEFAULT_TOLERANCE) -> dict:
+                     image_path: Path | None, tolerance: float = POLYGON_TOLERANCE) -> dict:
     """(H, W) class indices as a labelme or COCO document of traced polygons; ignored pixels are left uncovered."""
+    from c2f.io import polygons  # here, as in read_polygon_map
     height, width = class_ids.shape
     photo = Path(image_path) if image_path is not None else Path(path).with_suffix(".png")
     if encoding == "labelme":  # labelme finds the photo relative to the JSON file

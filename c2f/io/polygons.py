@@ -20,13 +20,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as coco_mask
 
-from c2f.config import MAX_PIXELS
+from c2f.config import MAX_PIXELS, POLYGON_TOLERANCE
 from c2f.errors import C2FError
 
 # Tracing real maps and drawing the polygons back agrees with the original pixels (mean / worst map, measured
 # with benchmarks/coarsen_settings.py): at 0.5 px, FASSEG V2's 50 test maps 99.87 % / 99.83 % and CamVid's 101
 # val maps 99.74 % / 99.66 %; at 0.75 px 99.70 / 99.65 and 99.41 / 99.26; at 0 px every map is identical.
-DEFAULT_TOLERANCE = 0.5  # px a simplified outline may stray from the traced one
 
 LABELME_VERSION = "5.5.0"  # the labelme JSON layout written by labelme_document
 LABELME_LINE_WIDTH = 10  # px, labelme's width for "line" and "linestrip" shapes
@@ -230,7 +229,7 @@ def _simplify(contour: np.ndarray, tolerance: float, offset: tuple[int, int]) ->
     return contour.reshape(-1, 2).astype(np.float64) + offset
 
 
-def trace_regions(class_ids: np.ndarray, names: Sequence[str], tolerance: float = DEFAULT_TOLERANCE,
+def trace_regions(class_ids: np.ndarray, names: Sequence[str], tolerance: float = POLYGON_TOLERANCE,
                   skip_ids: Collection[int] = (), min_area: int = 0) -> list[Shape]:
     """Trace each 4-connected region of an (H, W) integer map into a Shape with holes, outer regions first."""
     regions = []  # (filled outline area, shape)
