@@ -231,6 +231,11 @@ def train(
                           "coarse-only photos (those without a fine map, or beyond --fine-fraction) once, and "
                           "they train on its refinements as if they were fine maps. Typically a model trained "
                           "on the fine-labelled photos alone; often also the --init.")] = None,
+    coarse_targets: Annotated[bool, typer.Option(
+        "--coarse-targets", help="The coarse-only photos (those without a fine map, or beyond --fine-fraction) "
+                                 "train too: each one's coarse map is its target, and --coarsen draws a coarser "
+                                 "map from it every epoch as its input, so the model learns from every photo "
+                                 "what a coarser drawing left out.")] = False,
     coarsen: Annotated[Optional[str], typer.Option(
         "--coarsen", help="Draw coarse maps from the fine ones, anew every epoch, for samples without a coarse map "
                           "(all samples with --coarsen-all): ranges like 'tolerance=4:32,min_area=50:400,jitter=0:3,"
@@ -269,7 +274,8 @@ def train(
                          discriminator=discriminator.value, step2_fraction=step2_fraction,
                          init_weights=str(init) if init else "", void_probability=void_probability,
                          coarsen=coarsen or "", coarsen_all=coarsen_all, relabel_probability=relabel_probability,
-                         soft_boundaries=soft_boundaries, teacher=str(teacher) if teacher else "")
+                         soft_boundaries=soft_boundaries, teacher=str(teacher) if teacher else "",
+                         coarse_targets=coarse_targets)
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
     if workers > 1 or ray:

@@ -116,6 +116,9 @@ class TrainConfig:
     # Weights of a model whose refinements of the coarse-only samples' coarse maps train as their fine maps
     # (self-training, training/pseudo_labels.py); "" = coarse-only samples train only in gan mode.
     teacher: str = ""
+    # The coarse-only samples train too, their own coarse map as the target and a coarser map drawn from it by
+    # --coarsen (anew every epoch) as the input: they teach what the photo says where a coarser map is silent.
+    coarse_targets: bool = False
 
     def resolved(self) -> TrainConfig:
         """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""

@@ -404,3 +404,50 @@ def test_a_missing_init_or_teacher_file_is_named_before_the_data_is_read(option,
     config = tiny_config(**{option: str(tmp_path / "missing.safetensors")})
     with pytest.raises(C2FError, match=f"{flag} .*missing.safetensors: no such weights file.*fasseg, camvid"):
         train_from_folder(tmp_path / "absent", tmp_path / "run", FASSEG_LABELS, config)
+
+
+def test_coarse_targets_train_coarse_only_samples_on_coarser_drawings_of_their_coarse_maps(synthetic_samples, tmp_path,
+                                                                                          monkeypatch):
+    import c2f.training.loop as loop
+
+    trained = []
+    real_batches = loop.in_process_batches
+
+    def recording_batches(samples, *arguments, **keywords):
+        trained.append(samples)
+        return real_batches(samples, *arguments, **keywords)
+
+    monkeypatch.setattr(loop, "in_process_batches", recording_batches)
+    # 3 training samples: a third keeps its fine map, the other two train on their coarse maps
+    config = tiny_config(epochs=2, fine_fraction=0.34, coarse_targets=True, coarsen=COARSEN)
+    weights = train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path)
+    _, metadata = load_tensors(weights)
+    split = metadata["split"]
+    assert len(split["train"]) == 1 and len(split["coarse_targets"]) == 2 and "coarse_only" not in split
+    assert metadata["train_config"]["coarse_targets"] is True
+    originals = {sample.name: sample for sample in synthetic_samples}
+    for epoch_samples in trained:
+        assert [sample.name for sample in epoch_samples] == split["train"] + split["coarse_targets"]
+        for sample in epoch_samples[1:]:
+            assert np.array_equal(sample.fine, originals[sample.name].coarse)  # the coarse map is the target
+            assert sample.coarse.shape == sample.fine.shape
+            assert not np.array_equal(sample.coarse, sample.fine)  # and a coarser drawing of it the input
+    assert not all(np.array_equal(first.coarse, second.coarse) for first, second in zip(*trained))  # anew per epoch
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(coarse_targets=True), "--coarse-targets draws coarser inputs"),
+    (dict(coarse_targets=True, coarsen=COARSEN, mode="gan"), "choose one"),
+    (dict(coarse_targets=True, coarsen=COARSEN, teacher="fasseg"), "choose one"),
+])
+def test_coarse_targets_need_coarsen_and_no_other_coarse_only_training(changes, message, tmp_path):
+    from c2f.training.loop import train_from_folder
+
+    with pytest.raises(C2FError, match=message):  # the folder does not even exist
+        train_from_folder(tmp_path / "absent", tmp_path / "run", FASSEG_LABELS, tiny_config(**changes))
+
+
+def test_coarse_targets_need_coarse_only_samples(synthetic_samples, tmp_path):
+    with pytest.raises(C2FError, match="--coarse-targets trains on coarse-only photos"):
+        train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, tiny_config(coarse_targets=True, coarsen=COARSEN),
+                    tmp_path)

@@ -265,6 +265,14 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
         train_samples = kept + pseudo_labelled(coarse_only, Path(config.teacher), labels, target, on_teacher)
         split["pseudo_labelled"] = split.pop("coarse_only")
         coarse_only = []
+    if config.coarse_targets:  # the coarse map becomes the target; without a coarse map, --coarsen draws one per epoch
+        if not coarse_only:
+            raise C2FError("--coarse-targets trains on coarse-only photos and this run has none: pass "
+                           "--fine-fraction below 1, or add photos that have a coarse map but no fine one.")
+        train_samples = kept + [dataclasses.replace(sample, fine=sample.coarse, coarse=None, fine_blend=None)
+                                for sample in coarse_only]
+        split["coarse_targets"] = split.pop("coarse_only")
+        coarse_only = []
     out_dir = Path(out_dir)
     # Killed before its first checkpoint, a run has nothing to resume: --resume then starts it afresh.
     if resume and (out_dir / CHECKPOINT_NAME).exists():
@@ -310,6 +318,12 @@ def check_option_pairs(config: TrainConfig) -> None:
         raise C2FError("--soft-boundaries trains the conditional and segment modes; leave it out with --mode gan.")
     if config.teacher and config.mode == "gan":
         raise C2FError("--teacher and --mode gan are two ways to learn from coarse-only photos; choose one.")
+    if config.coarse_targets and (config.teacher or config.mode == "gan"):
+        raise C2FError("--coarse-targets, --teacher and --mode gan are ways to learn from coarse-only photos; "
+                       "choose one.")
+    if config.coarse_targets and not config.coarsen:
+        raise C2FError("--coarse-targets draws coarser inputs from the coarse maps: pass --coarsen with the "
+                       "ranges, e.g. --coarsen 'tolerance=4:32,min_area=50:400,jitter=0:3'.")
 
 
 def split_paired_first(labelled: list[LoadedSample], fraction: float,
