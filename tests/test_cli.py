@@ -85,6 +85,16 @@ def test_train_with_the_encoder_refuses_unet_sizes_in_one_line(dataset, tmp_path
     assert message in " ".join(result.output.split()) and "Traceback" not in result.output
 
 
+def test_train_coarse_targets_trains_the_coarse_only_faces_on_their_coarse_maps(dataset, tmp_path):
+    result = run("train", "--data", dataset, "--out", tmp_path / "run", "--coarse-targets", expect_exit=1)
+    assert "--coarse-targets draws coarser inputs" in " ".join(result.output.split())
+    run("train", "--data", dataset, "--out", tmp_path / "run", "--epochs", "1", "--crop-size", "32",
+        "--crops-per-image", "1", "--batch-size", "4", "--width", "4", "--depth", "2", "--fine-fraction", "0.5",
+        "--coarse-targets", "--coarsen", "tolerance=2:4")
+    _, _, metadata = load_weights(tmp_path / "run" / "model.safetensors")
+    assert metadata["train_config"]["coarse_targets"] is True and metadata["split"]["coarse_targets"]
+
+
 def test_refine_one_file_keeps_size_and_encoding(dataset, trained_run, tmp_path):
     output = tmp_path / "fine.png"
     result = run("refine", dataset / "images" / "face_01.png", dataset / "coarse" / "face_01.png",
