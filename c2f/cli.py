@@ -236,6 +236,11 @@ def train(
                                  "train too: each one's coarse map is its target, and --coarsen draws a coarser "
                                  "map from it every epoch as its input, so the model learns from every photo "
                                  "what a coarser drawing left out.")] = False,
+    coarse_target_crops: Annotated[int, typer.Option(
+        "--coarse-target-crops", min=0, help="With --coarse-targets: random crops from each coarse-target photo "
+                                             "per epoch, so that the few fine-labelled photos (at "
+                                             "--crops-per-image) can keep a fair share of the steps. Default "
+                                             "(0): --crops-per-image.")] = TrainConfig.coarse_target_crops,
     coarsen: Annotated[Optional[str], typer.Option(
         "--coarsen", help="Draw coarse maps from the fine ones, anew every epoch, for samples without a coarse map "
                           "(all samples with --coarsen-all): ranges like 'tolerance=4:32,min_area=50:400,jitter=0:3,"
@@ -275,7 +280,7 @@ def train(
                          init_weights=str(init) if init else "", void_probability=void_probability,
                          coarsen=coarsen or "", coarsen_all=coarsen_all, relabel_probability=relabel_probability,
                          soft_boundaries=soft_boundaries, teacher=str(teacher) if teacher else "",
-                         coarse_targets=coarse_targets)
+                         coarse_targets=coarse_targets, coarse_target_crops=coarse_target_crops)
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
     if workers > 1 or ray:

@@ -119,6 +119,7 @@ class TrainConfig:
     # The coarse-only samples train too, their own coarse map as the target and a coarser map drawn from it by
     # --coarsen (anew every epoch) as the input: they teach what the photo says where a coarser map is silent.
     coarse_targets: bool = False
+    coarse_target_crops: int = 0  # crops of each coarse-target sample per epoch; 0 = crops_per_image
 
     def resolved(self) -> TrainConfig:
         """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""

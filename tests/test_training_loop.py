@@ -435,7 +435,17 @@ def test_coarse_targets_train_coarse_only_samples_on_coarser_drawings_of_their_c
     assert not all(np.array_equal(first.coarse, second.coarse) for first, second in zip(*trained))  # anew per epoch
 
 
+def test_coarse_target_crops_set_the_coarse_target_photos_share_of_each_epoch(synthetic_samples, tmp_path):
+    steps = []
+    # 1 fine photo at 4 crops and 2 coarse-target photos at 14 crops each: 32 crops, 4 steps of 8
+    config = tiny_config(epochs=1, fine_fraction=0.34, coarse_targets=True, coarsen=COARSEN, coarse_target_crops=14)
+    train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path,
+                on_step=lambda step, total, loss: steps.append(total))
+    assert steps and set(steps) == {4}
+
+
 @pytest.mark.parametrize("changes, message", [
+    (dict(coarse_target_crops=2), "--coarse-target-crops .* needs --coarse-targets"),
     (dict(coarse_targets=True), "--coarse-targets draws coarser inputs"),
     (dict(coarse_targets=True, coarsen=COARSEN, mode="gan"), "choose one"),
     (dict(coarse_targets=True, coarsen=COARSEN, teacher="fasseg"), "choose one"),

@@ -155,8 +155,11 @@ def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager:
 def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedSample], config: TrainConfig,
                 epoch: int, on_step: Callable[[int, int, float], None] | None,
                 parallel: DataParallel | None = None, network: nn.Module | None = None,
-                device: torch.device = torch.device("cpu"), workers: int = 0) -> dict[str, float]:
+                device: torch.device = torch.device("cpu"), workers: int = 0,
+                crop_counts: list[int] | None = None) -> dict[str, float]:
     """One pass of random crops of the fine-labelled samples; returns the epoch's mean losses.
+
+    Each sample gives config.crops_per_image crops, or crop_counts[i] for sample i when given.
 
     Data-parallel, each process trains its share of the epoch's order (epoch_share) through
     network (run.model wrapped by parallel.wrap) and the losses are averaged over the processes.
@@ -181,7 +184,7 @@ def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedS
     else:
         criterion = nn.CrossEntropyLoss(weight=loss_weights, ignore_index=run.model.config.num_classes)
         step_function = partial(supervised_step, run, network or run.model, criterion)
-    order = np.repeat(np.arange(len(samples)), config.crops_per_image)
+    order = np.repeat(np.arange(len(samples)), config.crops_per_image if crop_counts is None else crop_counts)
     rng.shuffle(order)
     order = epoch_share(order, parallel)
     if parallel is not None and parallel.world > 1:  # each process its own crops and jitter, still from (seed, epoch)
@@ -265,6 +268,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
         train_samples = kept + pseudo_labelled(coarse_only, Path(config.teacher), labels, target, on_teacher)
         split["pseudo_labelled"] = split.pop("coarse_only")
         coarse_only = []
+    crop_counts = None  # config.crops_per_image from every sample
     if config.coarse_targets:  # the coarse map becomes the target; without a coarse map, --coarsen draws one per epoch
         if not coarse_only:
             raise C2FError("--coarse-targets trains on coarse-only photos and this run has none: pass "
@@ -272,6 +276,8 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
         train_samples = kept + [dataclasses.replace(sample, fine=sample.coarse, coarse=None, fine_blend=None)
                                 for sample in coarse_only]
         split["coarse_targets"] = split.pop("coarse_only")
+        crop_counts = ([config.crops_per_image] * len(kept)
+                       + [config.coarse_target_crops or config.crops_per_image] * len(coarse_only))
         coarse_only = []
     out_dir = Path(out_dir)
     # Killed before its first checkpoint, a run has nothing to resume: --resume then starts it afresh.
@@ -291,7 +297,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     for epoch in range(len(run.history), min(config.epochs, until_epoch or config.epochs)):
         started = time.perf_counter()
         row = {"epoch": epoch + 1, **train_epoch(run, train_samples, coarse_only, config, epoch, on_step,
-                                                 parallel, network, target, workers)}
+                                                 parallel, network, target, workers, crop_counts)}
         if validation_samples and writes:
             row.update(evaluate(run.model, validation_samples, labels.names))
         row["seconds"] = time.perf_counter() - started
@@ -321,6 +327,8 @@ def check_option_pairs(config: TrainConfig) -> None:
     if config.coarse_targets and (config.teacher or config.mode == "gan"):
         raise C2FError("--coarse-targets, --teacher and --mode gan are ways to learn from coarse-only photos; "
                        "choose one.")
+    if config.coarse_target_crops and not config.coarse_targets:
+        raise C2FError("--coarse-target-crops sets the crops of coarse-target photos; it needs --coarse-targets.")
     if config.coarse_targets and not config.coarsen:
         raise C2FError("--coarse-targets draws coarser inputs from the coarse maps: pass --coarsen with the "
                        "ranges, e.g. --coarsen 'tolerance=4:32,min_area=50:400,jitter=0:3'.")
