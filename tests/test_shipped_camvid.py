@@ -49,3 +49,24 @@ def test_shipped_camvid_model_refines_rough_coarse_maps_of_val_photos(camvid_wei
     coarse, refined = scores_from_confusion(coarse_confusion), scores_from_confusion(refined_confusion)
     assert refined.pixel_accuracy > coarse.pixel_accuracy + 0.01
     assert refined.mean_iou > coarse.mean_iou
+
+
+def test_shipped_camvid_int8_export_gives_float32s_classes_on_val_photos(camvid_weights):
+    from c2f.inference.backends import load_predictor
+    from c2f.inference.sliding_window import refine_map
+
+    labels = load_label_set("camvid")
+    int8_path = camvid_weights.with_suffix(".int8.onnx")
+    if not int8_path.is_file():
+        pytest.skip(f"no shipped int8 export at {int8_path}")
+    float32, _, _ = load_predictor(camvid_weights.with_suffix(".onnx"), labels)
+    int8, _, _ = load_predictor(int8_path, labels)
+    polygons = parse_coarsen_spec("tolerance=4:32,min_area=50:400,jitter=0:3")
+    same = total = 0
+    for index, sample in enumerate(find_validation_samples(CAMVID_ROOT)[::25]):
+        loaded = load_sample(sample, labels)
+        drawn = coarsen(loaded.fine, polygons, np.random.default_rng([1, index]), 11, (11,))
+        expected, actual = (refine_map(predictor, loaded.photo, drawn, 11) for predictor in (float32, int8))
+        same += int((expected == actual).sum())
+        total += expected.size
+    assert same / total > 0.98
