@@ -295,7 +295,7 @@ def read_class_blend(path: Path, labels: LabelSet) -> ClassBlend | None:
 
 def read_polygon_map(path: Path, labels: LabelSet, image_name: str | None) -> LabelMap:
     """Rasterise a labelme, Cityscapes or COCO JSON in the order its format draws; uncovered pixels are K."""
-    from c2f.io import polygons  # here: it imports OpenCV and pycocotools, a tenth of a second of every refine
+    from c2f.io import polygons  # here: it imports OpenCV and pycocotools, which refines of image maps need not load
     try:
         document = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
