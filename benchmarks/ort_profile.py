@@ -35,6 +35,9 @@ def profile(path: Path, threads: int, runs: int) -> tuple[float, dict[str, float
     """Best ms per face, and ms per face and node count by operator type, from ONNX Runtime's profiler."""
     import onnxruntime
 
+    from c2f.inference.onnx_session import INPUT_NAME
+
+    # A session of its own rather than c2f's open_session: profiling is switched on at creation.
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
@@ -44,11 +47,11 @@ def profile(path: Path, threads: int, runs: int) -> tuple[float, dict[str, float
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         channels = session.get_inputs()[0].shape[1]
         batch = np.random.default_rng(0).random((1, channels, *FACE), dtype=np.float32)
-        session.run(None, {"inputs": batch})  # warm-up, left out below
+        session.run(None, {INPUT_NAME: batch})  # warm-up, left out below
         seconds = []
         for _ in range(runs):
             started = time.perf_counter()
-            session.run(None, {"inputs": batch})
+            session.run(None, {INPUT_NAME: batch})
             seconds.append(time.perf_counter() - started)
         events = json.loads(Path(session.end_profiling()).read_text())
     timed = [event for event in events if event.get("cat") == "Node" and event["name"].endswith("_kernel_time")]
