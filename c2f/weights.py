@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from c2f.config import FORMAT_VERSION, SIZE_MULTIPLE, Encoder, ModelConfig
+from c2f.config import FORMAT_VERSION, SIZE_MULTIPLE, Encoder, ModelConfig, Upsampling
 from c2f.errors import C2FError
 from c2f.io.documents import parse_json
 from c2f.io.files import write_atomically
@@ -83,13 +83,16 @@ def save_weights(path: Path, model: Network, labels: LabelSet, extra: dict[str, 
 MAX_DEPTH = SIZE_MULTIPLE.bit_length() - 1
 # Sane bounds for a stored config: a damaged file must not make us build a model of many gigabytes.
 MODEL_CONFIG_BOUNDS = {"num_classes": (2, 65536), "width": (1, 256), "depth": (0, MAX_DEPTH)}
-MODEL_CONFIG_CHOICES = {"encoder": {encoder.value for encoder in Encoder}}
+MODEL_CONFIG_CHOICES = {"encoder": {encoder.value for encoder in Encoder},
+                        "upsampling": {upsampling.value for upsampling in Upsampling}}
 MAX_BOTTLENECK_CHANNELS = 2048  # width * 2**depth; the shipped model has 256
 
 
 def check_model_config(stored: object, path: Path) -> ModelConfig:
     """A ModelConfig from stored metadata, refusing unknown fields, wrong types and absurd sizes."""
     defaults = dataclasses.asdict(ModelConfig())
+    if isinstance(stored, dict) and "upsampling" not in stored:
+        stored = {**stored, "upsampling": Upsampling.transposed.value}  # written before up-sampling was a choice
     depth = stored.get("depth") if isinstance(stored, dict) else None
     if type(depth) is int and depth > MAX_DEPTH:
         raise C2FError(f"{path}: its model halves its input {depth} times, but c2f pads inputs to multiples of "

@@ -78,6 +78,7 @@ def test_train_init_with_another_width_is_one_line_and_exit_one(dataset, trained
 @pytest.mark.parametrize("options, message", [
     (["--width", "8"], "--width and --depth size the U-Net; --encoder efficientnet-lite0 has a fixed size"),
     (["--crop-size", "48"], "--crop-size must be a multiple of 32"),
+    (["--upsampling", "nearest"], "--upsampling shapes the U-Net's decoder; --encoder efficientnet-lite0's decoder"),
 ])
 def test_train_with_the_encoder_refuses_unet_sizes_in_one_line(dataset, tmp_path, options, message):
     result = run("train", "--data", dataset, "--out", tmp_path / "run", "--encoder", "efficientnet-lite0", *options,

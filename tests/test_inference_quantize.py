@@ -87,6 +87,33 @@ def test_the_encoder_model_quantizes_to_int8_close_to_its_float32_self(tiny_enco
     assert refine_map(predictor, photo, coarse, labels.num_classes).shape == (64, 64)
 
 
+def test_a_nearest_upsampling_model_quantizes_every_convolution_and_agrees_with_float32(tmp_path):
+    from c2f.config import ModelConfig, TrainConfig
+    from c2f.training.loop import train_model
+    from c2f.training.samples import find_samples, load_sample
+
+    dataset = make_generic_dataset(tmp_path / "dataset", [(48, 40), (40, 56), (64, 48)])
+    samples = [load_sample(sample, FASSEG_LABELS) for sample in find_samples(dataset)]
+    config = TrainConfig(epochs=1, crops_per_image=2, crop_size=32, batch_size=4, validation_fraction=0.0)
+    weights = train_model(samples, FASSEG_LABELS, ModelConfig(width=4, depth=2, upsampling="nearest"), config,
+                          tmp_path / "run")
+    int8_path, difference, agreement = export_int8(dataset, weights, tmp_path / "nearest.int8.onnx")
+    assert difference < 1e-3 and agreement >= MIN_TINY_AGREEMENT
+    graph = onnx.load(str(int8_path)).graph
+    operators = [node.op_type for node in graph.node]
+    assert "ConvTranspose" not in operators and operators.count("Resize") == 2
+    # Every convolution, the 1x1 ones before each doubling included, reads dequantised int8 weights.
+    int8_weights = {tensor.name for tensor in graph.initializer if tensor.data_type == onnx.TensorProto.INT8}
+    dequantised = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    convolutions = [node for node in graph.node if node.op_type == "Conv"]
+    assert len(convolutions) == 3 * 2 + 2 * 2 + 2 + 1  # encoder and decoder blocks, 1x1 up-mixing, head
+    assert all(dequantised.get(node.input[1]) in int8_weights for node in convolutions)
+    photo, coarse, _ = make_scene(72, 60, seed=13)
+    maps = [refine_map(load_predictor(path, None, "onnx", "cpu")[0], photo, coarse, 6)
+            for path in (export_onnx(weights, tmp_path / "nearest.onnx")[0], int8_path)]
+    assert (maps[0] == maps[1]).mean() >= MIN_TINY_AGREEMENT
+
+
 def test_calibration_draws_coarse_maps_for_fine_only_photos_of_a_model_trained_with_coarsen(tmp_path):
     import shutil
 

@@ -62,6 +62,26 @@ def test_gradients_reach_the_first_layer():
     assert model.encoders[0][0].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("depth", [1, 3])
+def test_nearest_upsampling_gives_the_same_shapes_without_a_transposed_convolution(depth):
+    config = ModelConfig(num_classes=5, width=4, depth=depth, upsampling="nearest")
+    model = UNet(config).eval()
+    assert not any(isinstance(layer, torch.nn.ConvTranspose2d) for layer in model.modules())
+    assert [upsampler[0].kernel_size for upsampler in model.upsamplers] == [(1, 1)] * depth
+    with torch.no_grad():
+        logits = model(torch.randn(1, config.in_channels, 2**depth * 2, 2**depth * 3))
+    assert logits.shape == (1, 5, 2**depth * 2, 2**depth * 3)
+
+
+def test_nearest_upsampling_doubles_each_pixel_after_its_1x1_convolution():
+    upsampler = UNet(ModelConfig(width=2, depth=1, upsampling="nearest")).upsamplers[0]
+    features = torch.randn(1, 4, 3, 5)
+    with torch.no_grad():
+        doubled, mixed = upsampler(features), upsampler[0](features)
+    assert doubled.shape == (1, 2, 6, 10)
+    assert torch.equal(doubled[:, :, ::2, ::2], mixed) and torch.equal(doubled[:, :, 1::2, 1::2], mixed)
+
+
 def test_build_model_builds_the_architecture_the_config_names():
     assert type(build_model(ModelConfig(width=4, depth=2))) is UNet
     assert type(build_model(ENCODER)) is EncoderUNet

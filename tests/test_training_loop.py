@@ -15,11 +15,12 @@ from PIL import Image
 from c2f.config import ModelConfig, TrainConfig
 from c2f.errors import C2FError
 from c2f.io.label_sets import FASSEG_LABELS
+from c2f.model import UNet
 from c2f.training.augment import random_crop
 from c2f.training.loop import WEIGHTS_NAME, class_weights, train_model
 from c2f.training.run_state import CHECKPOINT_NAME
 from c2f.training.samples import LoadedSample, find_samples, load_sample, split_samples
-from c2f.weights import load_tensors, load_weights
+from c2f.weights import load_tensors, load_weights, save_weights
 
 TINY_MODEL = ModelConfig(width=4, depth=2)
 
@@ -386,6 +387,18 @@ def test_width_and_depth_are_refused_with_the_encoder_and_init_gives_its_encoder
     assert model_config_for(FASSEG_LABELS, "conditional", None, None, tiny_encoder_weights, None).encoder == (
         "efficientnet-lite0")
     assert model_config_for(FASSEG_LABELS, "conditional", None, None, None, None) == ModelConfig()
+
+
+def test_upsampling_is_refused_with_the_encoder_and_comes_from_init_when_not_given(tiny_encoder_weights, tmp_path):
+    from c2f.training.loop import model_config_for
+
+    with pytest.raises(C2FError, match="--upsampling shapes the U-Net's decoder; --encoder efficientnet-lite0"):
+        model_config_for(FASSEG_LABELS, "conditional", None, None, None, "efficientnet-lite0", "nearest")
+    assert model_config_for(FASSEG_LABELS, "conditional", None, None, None, None, "nearest").upsampling == "nearest"
+    model = UNet(ModelConfig(width=4, depth=2, upsampling="nearest"))
+    save_weights(tmp_path / "nearest.safetensors", model, FASSEG_LABELS)
+    inherited = model_config_for(FASSEG_LABELS, "conditional", None, None, tmp_path / "nearest.safetensors")
+    assert inherited == ModelConfig(width=4, depth=2, upsampling="nearest")
 
 
 def test_soft_boundaries_with_gan_are_refused_before_the_data_is_read(tmp_path):

@@ -278,3 +278,22 @@ def test_existing_outputs_are_failures_without_skip_existing_or_overwrite(monkey
     assert any("ben.png exists" in line and "--overwrite" in line for line in result.output.splitlines())
     result = refine_folder(monkeypatch, folders, out, ScriptedPredictor(), "--overwrite")
     assert result.exit_code == 0 and (out / "ben.png").read_bytes() != b"precious"
+
+
+def test_a_checkpoint_from_before_the_upsampling_choice_resumes_as_transposed(dataset, tmp_path):
+    from safetensors.torch import save_file
+
+    out = tmp_path / "run"
+    options = ["train", "--data", str(dataset), "--out", str(out), *TRAIN_OPTIONS]
+    first = runner.invoke(app, [*options, "--epochs", "1", "--upsampling", "transposed"])
+    assert first.exit_code == 0, first.output
+    tensors, metadata = load_tensors(out / CHECKPOINT_NAME)
+    metadata["train_config"]["epochs"] = EPOCHS
+    del metadata["model_config"]["upsampling"]  # as c2f wrote checkpoints before the choice existed
+    text_metadata = {key: json.dumps(value) for key, value in metadata.items()} | {"c2f_format": "1"}
+    save_file(tensors, str(out / CHECKPOINT_NAME), metadata=text_metadata)
+    refused = runner.invoke(app, [*options, "--resume"])  # today's default up-sampling is nearest
+    assert refused.exit_code == 1 and "upsampling 'transposed' there, 'nearest' now" in " ".join(refused.output.split())
+    resumed = runner.invoke(app, [*options, "--resume", "--upsampling", "transposed"])
+    assert resumed.exit_code == 0, resumed.output
+    assert len(load_tensors(out / CHECKPOINT_NAME)[1]["history"]) == EPOCHS

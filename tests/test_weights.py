@@ -59,7 +59,7 @@ def test_config_labels_and_extra_metadata_travel_with_the_weights(tmp_path):
     assert metadata["training_command"] == extra["training_command"]
     assert metadata["split"] == extra["split"]
     assert metadata["model_config"] == {"num_classes": 3, "use_coarse": False, "width": 2, "depth": 1,
-                                        "encoder": "unet"}
+                                        "encoder": "unet", "upsampling": "nearest"}
 
 
 def test_weights_for_another_label_set_are_refused_naming_both(tmp_path):
@@ -217,6 +217,29 @@ def test_weights_written_before_the_encoder_option_load_as_the_unet(tmp_path):
     save_tensors(tmp_path / "old.safetensors", model.state_dict(), stored)
     loaded, _, _ = load_weights(tmp_path / "old.safetensors")
     assert type(loaded) is UNet and loaded.config.encoder == "unet"
+
+
+def test_weights_written_before_the_upsampling_option_load_with_transposed_convolutions(tmp_path):
+    model = UNet(ModelConfig(width=2, depth=1, upsampling="transposed"))
+    stored = model_metadata(model.config, FASSEG_LABELS)
+    del stored["model_config"]["upsampling"]
+    save_tensors(tmp_path / "old.safetensors", model.state_dict(), stored)
+    loaded, _, _ = load_weights(tmp_path / "old.safetensors")
+    assert loaded.config.upsampling == "transposed" and isinstance(loaded.upsamplers[0], torch.nn.ConvTranspose2d)
+
+
+def test_a_nearest_upsampling_model_rebuilds_itself_and_an_unknown_upsampling_is_damage(tmp_path):
+    model = trained_looking_model(ModelConfig(num_classes=3, width=2, depth=2, upsampling="nearest"))
+    save_weights(tmp_path / "nearest.safetensors", model, SKY_LABELS)
+    loaded, _, _ = load_weights(tmp_path / "nearest.safetensors")
+    inputs = torch.randn(1, model.config.in_channels, 16, 8)
+    with torch.no_grad():
+        assert loaded.config == model.config and torch.equal(loaded(inputs), model(inputs))
+    metadata = model_metadata(model.config, SKY_LABELS)
+    metadata["model_config"]["upsampling"] = "bicubic"
+    save_tensors(tmp_path / "odd.safetensors", model.state_dict(), metadata)
+    with pytest.raises(C2FError, match="odd.safetensors: its stored model config .* is damaged"):
+        load_weights(tmp_path / "odd.safetensors")
 
 
 def test_an_unknown_encoder_is_refused_as_damage(tmp_path):

@@ -56,7 +56,8 @@ def gpu_plan(device: str, cluster_gpus: float, workers: int) -> tuple[bool, str]
 def train_on_ray(data: Path, out_dir: Path, labels: LabelSet, config: TrainConfig, width: int | None = None,
                  depth: int | None = None, resume: bool = False, command: str = "", workers: int = 2,
                  address: str | None = None, until_epoch: int | None = None,
-                 validation_data: Path | None = None, device: str = "auto", encoder: str | None = None) -> Path:
+                 validation_data: Path | None = None, device: str = "auto", encoder: str | None = None,
+                 upsampling: str | None = None) -> Path:
     """`c2f train --workers N`: train data-parallel on N Ray workers (GPUs with NCCL when the cluster has one per
     worker and --device allows, else CPUs with gloo); returns the weights path."""
     ray = import_ray()
@@ -74,7 +75,8 @@ def train_on_ray(data: Path, out_dir: Path, labels: LabelSet, config: TrainConfi
                      depth=depth, resume=resume, command=command, until_epoch=until_epoch,
                      validation_data=Path(validation_data).resolve() if validation_data else None,
                      # Ray Train shows each worker its own GPU as cuda:0
-                     device="cuda" if use_gpu else "cpu", encoder=encoder)
+                     device="cuda" if use_gpu else "cpu", encoder=encoder,
+                     upsampling=upsampling)
     trainer = TorchTrainer(train_worker, train_loop_config=arguments, torch_config=TorchConfig(backend=backend),
                            scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
                            run_config=RunConfig(name="c2f-train", storage_path=str(out_dir / ".ray-train")))

@@ -72,19 +72,25 @@ TRAINING_COARSE_STREAM, VALIDATION_COARSE_STREAM, COARSE_ONLY_STREAM = 7, 8, 9
 
 
 def model_config_for(labels: LabelSet, mode: str, width: int | None, depth: int | None,
-                     init: Path | None, encoder: str | None = None) -> ModelConfig:
-    """The architecture a run builds: --encoder/--width/--depth as given, else the --init model's, else the
-    defaults; a pretrained encoder has a fixed size, so --width and --depth are refused with one."""
+                     init: Path | None, encoder: str | None = None, upsampling: str | None = None) -> ModelConfig:
+    """The architecture a run builds: --encoder/--width/--depth/--upsampling as given, else the --init model's,
+    else the defaults; a pretrained encoder has a fixed size and decoder, so the U-Net's options are refused with
+    one."""
     if init is not None:
         start = check_model_config(load_tensors(init)[1].get("model_config"), init)
         encoder = encoder or start.encoder
         if encoder == start.encoder == Encoder.unet.value:
             width, depth = width or start.width, depth or start.depth
+            upsampling = upsampling or start.upsampling
     encoder = encoder or ModelConfig.encoder
     if encoder != Encoder.unet.value and (width is not None or depth is not None):
         raise C2FError(f"--width and --depth size the U-Net; --encoder {encoder} has a fixed size, so drop them.")
+    if encoder != Encoder.unet.value and upsampling is not None:
+        raise C2FError(f"--upsampling shapes the U-Net's decoder; --encoder {encoder}'s decoder up-samples "
+                       "bilinearly, so drop it.")
     return ModelConfig(num_classes=labels.num_classes, use_coarse=mode != "segment",
-                       width=width or ModelConfig.width, depth=depth or ModelConfig.depth, encoder=encoder)
+                       width=width or ModelConfig.width, depth=depth or ModelConfig.depth, encoder=encoder,
+                       upsampling=upsampling or ModelConfig.upsampling)
 
 
 def class_weights(maps: list[np.ndarray], num_classes: int, power: float) -> np.ndarray:
@@ -366,7 +372,7 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
                       on_epoch: Callable[[dict], None] | None = None, parallel: DataParallel | None = None,
                       until_epoch: int | None = None, device: str = "auto",
                       validation_data: Path | None = None, encoder: str | None = None,
-                      on_teacher: Callable[[int, int], None] | None = None) -> Path:
+                      on_teacher: Callable[[int, int], None] | None = None, upsampling: str | None = None) -> Path:
     """`c2f train`: check the settings, read a dataset folder (and validation_data's), train on `device`, and return
     the weights path."""
     started = time.time()
@@ -397,7 +403,7 @@ def train_from_folder(data: Path, out_dir: Path, labels: LabelSet, config: Train
         labels = check_labels(LabelSet.from_dict(load_tensors(init)[1].get("labels", {}), str(init)), labels, init)
     if teacher is not None:  # a missing teacher, or one with other classes, fails before the dataset is read
         load_weights(teacher, labels)
-    model_config = model_config_for(labels, config.mode, width, depth, init, encoder)
+    model_config = model_config_for(labels, config.mode, width, depth, init, encoder, upsampling)
     if config.crop_size % model_config.size_multiple:
         raise C2FError(f"--crop-size must be a multiple of {model_config.size_multiple}, the factor the network "
                        f"shrinks its input by, got {config.crop_size}.")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from c2f.config import ModelConfig, TrainConfig
+from c2f.config import ModelConfig, TrainConfig, Upsampling
 from c2f.errors import C2FError
 from c2f.io.label_sets import LabelSet
 from c2f.model import Network, build_model
@@ -111,7 +111,7 @@ def initial_weights(path: Path, model_config: ModelConfig, labels: LabelSet | No
     model, _, _ = load_weights(path, labels)
     if model.config != model_config:
         raise C2FError(f"--init {path} holds a model with {model.config}, but this run builds {model_config}; "
-                       "pass the same --encoder, --width, --depth and a --mode with the same inputs.")
+                       "pass the same --encoder, --width, --depth, --upsampling and a --mode with the same inputs.")
     return model
 
 
@@ -122,8 +122,9 @@ def resume_run(out_dir: Path, model_config: ModelConfig, config: TrainConfig, sp
         raise C2FError(f"nothing to resume: {path} does not exist; run without --resume to start.")
     tensors, metadata = load_tensors(path)
     # A setting newer than the checkpoint was, in effect, at its default when the checkpoint was written
-    # (fine_fraction: 1.0, all faces fine, before the field existed).
-    defaults = {**dataclasses.asdict(ModelConfig()), **dataclasses.asdict(TrainConfig().resolved())}
+    # (fine_fraction: 1.0, all faces fine, before the field existed; the U-Net's transposed up-sampling).
+    defaults = {**dataclasses.asdict(ModelConfig()), "upsampling": Upsampling.transposed.value,
+                **dataclasses.asdict(TrainConfig().resolved())}
     stored = {**defaults, **(metadata.get("model_config") or {}), **(metadata.get("train_config") or {})}
     current = {**dataclasses.asdict(model_config), **dataclasses.asdict(config)}
     differences = [f"{key} {stored.get(key)!r} there, {value!r} now" for key, value in current.items()
