@@ -88,11 +88,18 @@ MODEL_CONFIG_CHOICES = {"encoder": {encoder.value for encoder in Encoder},
 MAX_BOTTLENECK_CHANNELS = 2048  # width * 2**depth; the shipped model has 256
 
 
+def legacy_upsampling(stored: dict) -> str:
+    """The up-sampling of a model config stored before it was a choice: the U-Net's transposed convolutions; an
+    encoder model's decoder never used the field, so it takes today's default like any new encoder run."""
+    return Upsampling.transposed.value if stored.get("encoder", Encoder.unet.value) == Encoder.unet.value else (
+        ModelConfig.upsampling)
+
+
 def check_model_config(stored: object, path: Path) -> ModelConfig:
     """A ModelConfig from stored metadata, refusing unknown fields, wrong types and absurd sizes."""
     defaults = dataclasses.asdict(ModelConfig())
-    if isinstance(stored, dict) and "upsampling" not in stored:
-        stored = {**stored, "upsampling": Upsampling.transposed.value}  # written before up-sampling was a choice
+    if isinstance(stored, dict) and "upsampling" not in stored:  # written before up-sampling was a choice
+        stored = {**stored, "upsampling": legacy_upsampling(stored)}
     depth = stored.get("depth") if isinstance(stored, dict) else None
     if type(depth) is int and depth > MAX_DEPTH:
         raise C2FError(f"{path}: its model halves its input {depth} times, but c2f pads inputs to multiples of "

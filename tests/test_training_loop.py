@@ -401,6 +401,21 @@ def test_upsampling_is_refused_with_the_encoder_and_comes_from_init_when_not_giv
     assert inherited == ModelConfig(width=4, depth=2, upsampling="nearest")
 
 
+def test_an_encoder_model_written_before_the_upsampling_choice_still_starts_an_init_run(tiny_encoder_weights,
+                                                                                         tmp_path):
+    from c2f.training.loop import model_config_for
+    from c2f.training.run_state import initial_weights
+    from c2f.weights import model_metadata, save_tensors
+
+    model, _, _ = load_weights(tiny_encoder_weights, FASSEG_LABELS)
+    stored = model_metadata(model.config, FASSEG_LABELS)
+    del stored["model_config"]["upsampling"]  # as c2f wrote every weights file before the choice existed
+    save_tensors(tmp_path / "old.safetensors", model.state_dict(), stored)
+    config = model_config_for(FASSEG_LABELS, "conditional", None, None, tmp_path / "old.safetensors")
+    assert config == ModelConfig(encoder="efficientnet-lite0")
+    assert initial_weights(tmp_path / "old.safetensors", config, FASSEG_LABELS).config == config
+
+
 def test_soft_boundaries_with_gan_are_refused_before_the_data_is_read(tmp_path):
     from c2f.training.loop import train_from_folder
 

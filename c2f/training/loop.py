@@ -76,12 +76,14 @@ def model_config_for(labels: LabelSet, mode: str, width: int | None, depth: int 
     """The architecture a run builds: --encoder/--width/--depth/--upsampling as given, else the --init model's,
     else the defaults; a pretrained encoder has a fixed size and decoder, so the U-Net's options are refused with
     one."""
+    inherited = None  # the --init model's up-sampling, kept by a run of the same architecture
     if init is not None:
         start = check_model_config(load_tensors(init)[1].get("model_config"), init)
         encoder = encoder or start.encoder
+        if encoder == start.encoder:
+            inherited = start.upsampling
         if encoder == start.encoder == Encoder.unet.value:
             width, depth = width or start.width, depth or start.depth
-            upsampling = upsampling or start.upsampling
     encoder = encoder or ModelConfig.encoder
     if encoder != Encoder.unet.value and (width is not None or depth is not None):
         raise C2FError(f"--width and --depth size the U-Net; --encoder {encoder} has a fixed size, so drop them.")
@@ -90,7 +92,7 @@ def model_config_for(labels: LabelSet, mode: str, width: int | None, depth: int 
                        "bilinearly, so drop it.")
     return ModelConfig(num_classes=labels.num_classes, use_coarse=mode != "segment",
                        width=width or ModelConfig.width, depth=depth or ModelConfig.depth, encoder=encoder,
-                       upsampling=upsampling or ModelConfig.upsampling)
+                       upsampling=upsampling or inherited or ModelConfig.upsampling)
 
 
 def class_weights(maps: list[np.ndarray], num_classes: int, power: float) -> np.ndarray:

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from c2f.config import ModelConfig, TrainConfig, Upsampling
+from c2f.config import ModelConfig, TrainConfig
 from c2f.errors import C2FError
 from c2f.io.label_sets import LabelSet
 from c2f.model import Network, build_model
 from c2f.training.gan import Discriminator
 from c2f.weights import (
     clean_state_dict,
+    legacy_upsampling,
     load_tensors,
     load_weights,
     model_metadata,
@@ -122,10 +123,11 @@ def resume_run(out_dir: Path, model_config: ModelConfig, config: TrainConfig, sp
         raise C2FError(f"nothing to resume: {path} does not exist; run without --resume to start.")
     tensors, metadata = load_tensors(path)
     # A setting newer than the checkpoint was, in effect, at its default when the checkpoint was written
-    # (fine_fraction: 1.0, all faces fine, before the field existed; the U-Net's transposed up-sampling).
-    defaults = {**dataclasses.asdict(ModelConfig()), "upsampling": Upsampling.transposed.value,
+    # (fine_fraction: 1.0, all faces fine, before the field existed; up-sampling: weights.legacy_upsampling).
+    model_config_stored = metadata.get("model_config") or {}
+    defaults = {**dataclasses.asdict(ModelConfig()), "upsampling": legacy_upsampling(model_config_stored),
                 **dataclasses.asdict(TrainConfig().resolved())}
-    stored = {**defaults, **(metadata.get("model_config") or {}), **(metadata.get("train_config") or {})}
+    stored = {**defaults, **model_config_stored, **(metadata.get("train_config") or {})}
     current = {**dataclasses.asdict(model_config), **dataclasses.asdict(config)}
     differences = [f"{key} {stored.get(key)!r} there, {value!r} now" for key, value in current.items()
                    if stored.get(key) != value]
