@@ -4,19 +4,14 @@ Run from the repository root:
 
     python benchmarks/ort_profile.py                               # the shipped int8 face model
     python benchmarks/ort_profile.py --model weights/fasseg.onnx   # any exported model
-    python benchmarks/ort_profile.py --pixel-shuffle               # also: transposed convolutions rewritten
 
---pixel-shuffle exports and quantises the shipped face model once more with each 2x2, stride-2 transposed
-convolution replaced by the same function as a 1x1 convolution and a pixel shuffle (ONNX DepthToSpace), which
-int8 can run as a quantised convolution, and profiles it beside the shipped int8 model (needs FASSEG in
-../shared/data for calibration). Operator times are ONNX Runtime's kernel times over the timed runs, per face.
+Operator times are ONNX Runtime's kernel times over the timed runs, per face.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import copy
 import json
 import os
 import sys
@@ -27,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-FASSEG = REPOSITORY.parent / "shared" / "data" / "FASSEG"
 FACE = (512, 416)  # a FASSEG face padded to multiples of 32 (rows, columns)
 
 
@@ -75,54 +69,14 @@ def print_profile(title: str, path: Path, threads: int, runs: int) -> None:
         print(f"| {name} | {milliseconds:.2f} | {milliseconds / whole:.1%} | {counts[name]} |")
 
 
-def shuffled_int8(output: Path) -> Path:
-    """The shipped face model exported and quantised with its transposed convolutions as 1x1 conv + pixel shuffle."""
-    import torch
-    from torch import nn
-
-    import c2f.inference.export as export
-    from c2f.weights import load_weights
-
-    def as_shuffle(layer: nn.ConvTranspose2d) -> nn.Sequential:
-        # out[c, 2i+a, 2j+b] = sum_k w[k, c, a, b] x[k, i, j] + bias[c]: a 1x1 convolution to 4 channels per output
-        # channel, in the (c, a, b) order that PixelShuffle(2) (ONNX DepthToSpace, CRD) spreads back out.
-        conv = nn.Conv2d(layer.in_channels, layer.out_channels * 4, 1)
-        with torch.no_grad():
-            conv.weight.copy_(layer.weight.permute(1, 2, 3, 0).reshape(layer.out_channels * 4, layer.in_channels, 1, 1))
-            conv.bias.copy_(layer.bias.repeat_interleave(4))
-        return nn.Sequential(conv, nn.PixelShuffle(2))
-
-    def load_shuffled(path, *arguments):
-        model, labels, metadata = load_weights(path, *arguments)
-        model = copy.deepcopy(model)
-        for index, layer in enumerate(model.upsamplers):
-            model.upsamplers[index] = as_shuffle(layer)
-        return model, labels, metadata
-
-    export.load_weights = load_shuffled  # this script's own export only
-    path, difference, agreement = export.export_int8(FASSEG, REPOSITORY / "weights" / "fasseg.safetensors", output)
-    print(f"pixel-shuffle export: float32 within {difference:.1e} of torch; int8 keeps {agreement:.2%} of the "
-          "calibration pixels' classes")
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=REPOSITORY / "weights" / "fasseg.int8.onnx")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--pixel-shuffle", action="store_true",
-                        help="also profile the shipped face model with pixel-shuffle up-sampling, int8")
     arguments = parser.parse_args()
     print(f"$ python {' '.join(sys.argv)}")
     print_profile("model", arguments.model, arguments.threads, arguments.runs)
-    if arguments.pixel_shuffle:
-        if not FASSEG.is_dir():
-            print(f"\nskipped --pixel-shuffle: {FASSEG} is absent (its faces calibrate the int8 model)")
-            return
-        with tempfile.TemporaryDirectory() as folder:
-            path = shuffled_int8(Path(folder) / "shuffled.int8.onnx")
-            print_profile("pixel-shuffle up-sampling, int8", path, arguments.threads, arguments.runs)
 
 
 if __name__ == "__main__":
