@@ -279,18 +279,18 @@ def main() -> None:
         except ImportError:
             print("(densecrf skipped: pydensecrf is not installed; pip install pydensecrf2 provides it)")
         timings: dict[str, list[float]] = {name: [] for name in commands}
-        peaks: dict[str, float] = {}
+        peak_memory: dict[str, float] = {}  # GiB, the most of any round
         for round_number in range(FOLDER_REPEATS):
             for index, (name, command) in enumerate(commands.items()):
                 output = folder / f"method{index}_round{round_number}"
                 output.mkdir()
-                seconds, peak = timed_command(command(output))
+                seconds, memory = timed_command(command(output))
                 timings[name].append(seconds / len(names))
-                peaks[name] = max(peaks.get(name, 0.0), peak)
+                peak_memory[name] = max(peak_memory.get(name, 0.0), memory)
         results = {name: statistics.median(values) for name, values in timings.items()}
         for index, name in enumerate(commands):
             accuracy = pooled_accuracy(folder / f"method{index}_round0", names)
-            print(f"| {name} | {results[name]:.3f} | {accuracy:.2%} | {peaks[name]:.2f} |", flush=True)
+            print(f"| {name} | {results[name]:.3f} | {accuracy:.2%} | {peak_memory[name]:.2f} |", flush=True)
         crf = [value for name, value in results.items() if name.startswith("densecrf")]
         if crf:
             for name, value in results.items():

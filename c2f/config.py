@@ -74,7 +74,7 @@ class ModelConfig:
     width: int = 16  # channels of the first level; doubled at each level
     depth: int = 4  # number of 2x downsamplings
     encoder: str = "unet"  # unet | efficientnet-lite0 (width and depth then have no effect); files without it: unet
-    upsampling: str = "nearest"  # the U-Net decoder's: nearest | transposed; files without it: transposed
+    upsampling: str = "nearest"  # the U-Net decoder's: nearest | transposed; U-Net files without it: transposed
 
     @property
     def in_channels(self) -> int:
