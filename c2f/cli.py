@@ -246,12 +246,6 @@ def train(
                                              "per epoch, so that the few fine-labelled photos (at "
                                              "--crops-per-image) can keep a fair share of the steps. Default "
                                              "(0): --crops-per-image.")] = TrainConfig.coarse_target_crops,
-    coarse_target_margin: Annotated[float, typer.Option(
-        "--coarse-target-margin", min=0, help="With --coarse-targets: leave the pixels within this many px of a "
-                                              "coarse target's class boundaries out of its loss, since a coarse "
-                                              "outline is only roughly where the class changes; there the "
-                                              "fine-labelled photos alone teach where it does. Default 0: every "
-                                              "annotated pixel counts.")] = TrainConfig.coarse_target_margin,
     coarsen: Annotated[Optional[str], typer.Option(
         "--coarsen", help="Draw coarse maps from the fine ones, anew every epoch, for samples without a coarse map "
                           "(all samples with --coarsen-all): ranges like 'tolerance=4:32,min_area=50:400,jitter=0:3,"
@@ -291,8 +285,7 @@ def train(
                          init_weights=str(init) if init else "", void_probability=void_probability,
                          coarsen=coarsen or "", coarsen_all=coarsen_all, relabel_probability=relabel_probability,
                          soft_boundaries=soft_boundaries, teacher=str(teacher) if teacher else "",
-                         coarse_targets=coarse_targets, coarse_target_crops=coarse_target_crops,
-                         coarse_target_margin=coarse_target_margin)
+                         coarse_targets=coarse_targets, coarse_target_crops=coarse_target_crops)
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
     if workers > 1 or ray:

@@ -126,10 +126,6 @@ class TrainConfig:
     # --coarsen (anew every epoch) as the input: they teach what the photo says where a coarser map is silent.
     coarse_targets: bool = False
     coarse_target_crops: int = 0  # crops of each coarse-target sample per epoch; 0 = crops_per_image
-    # Pixels within this many px of a class boundary of a coarse target are left out of its loss (the input is still
-    # drawn from the whole map): a coarse outline is only roughly where the class changes, so there the few fine
-    # maps alone teach where it does. 0 = every annotated pixel counts.
-    coarse_target_margin: float = 0.0
 
     def resolved(self) -> TrainConfig:
         """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""

@@ -7,7 +7,6 @@ from c2f.training.coarsen import (
     coarsen,
     draw_coarse_maps,
     parse_coarsen_spec,
-    trusted_interior,
 )
 from c2f.training.samples import LoadedSample
 
@@ -120,29 +119,3 @@ def test_a_region_that_simplifies_to_a_sliver_is_left_out():
     fine[30:34, 10:70] = 1  # 240 px, 4 px thick: a 6 px tolerance leaves a line
     coarse = coarsen(fine, parse_coarsen_spec("tolerance=6,min_area=100,jitter=0"), np.random.default_rng(0))
     assert not (coarse == 1).any()
-
-
-def test_draw_coarse_maps_draws_from_drawn_from_where_a_sample_has_one():
-    settings = parse_coarsen_spec("tolerance=2,min_area=10,jitter=0")
-    source = np.full((96, 128), 3, np.uint8)
-    source[:, 64:] = 1
-    target = np.full((96, 128), 9, np.uint8)  # nothing of it to draw from
-    sample = LoadedSample("t", np.zeros((96, 128, 3), np.uint8), None, target, drawn_from=source)
-    (drawn,) = draw_coarse_maps([sample], settings, 9, (0,))
-    assert drawn.fine is target
-    np.testing.assert_array_equal(drawn.coarse, source)  # two half planes need no simplifying
-
-
-def test_trusted_interior_leaves_out_pixels_near_boundaries_between_two_classes():
-    target = np.zeros((40, 40), np.uint8)
-    target[:, 20:] = 1
-    target[5:8, 2:12] = 9  # a gap inside class 0: no boundary
-    target[:, 18:22] = np.where(np.arange(40)[:, None] < 10, 9, target[:, 18:22])  # a gap between the two classes
-    trusted = trusted_interior(target, 3, ignore_value=9)
-    assert trusted is not target and target[0, 0] == 0  # a copy
-    left_out = (trusted == 9) & (target != 9)
-    columns = np.nonzero(left_out[30])[0]
-    assert columns.min() >= 16 and columns.max() <= 23 and {19, 20} <= set(columns)  # about 3 px either side
-    assert not left_out[:, :15].any() and not left_out[:, 25:].any()  # the gap in class 0 makes no boundary
-    np.testing.assert_array_equal(trusted[trusted != 9], target[trusted != 9])
-    assert trusted_interior(target, 0, ignore_value=9) is target

@@ -464,34 +464,6 @@ def test_coarse_targets_train_coarse_only_samples_on_coarser_drawings_of_their_c
     assert not all(np.array_equal(first.coarse, second.coarse) for first, second in zip(*trained))  # anew per epoch
 
 
-def test_coarse_target_margin_leaves_coarse_boundaries_out_of_the_loss_but_draws_inputs_from_the_whole_map(
-        synthetic_samples, tmp_path, monkeypatch):
-    import c2f.training.loop as loop
-
-    trained = []
-    real_batches = loop.in_process_batches
-
-    def recording_batches(samples, *arguments, **keywords):
-        trained.append(samples)
-        return real_batches(samples, *arguments, **keywords)
-
-    monkeypatch.setattr(loop, "in_process_batches", recording_batches)
-    ignored = FASSEG_LABELS.num_classes
-    config = tiny_config(epochs=1, fine_fraction=0.34, coarse_targets=True, coarsen=COARSEN, coarse_target_margin=3)
-    train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path)
-    originals = {sample.name: sample for sample in synthetic_samples}
-    (epoch_samples,) = trained
-    for sample in epoch_samples[1:]:
-        coarse = originals[sample.name].coarse
-        assert np.array_equal(sample.drawn_from, coarse)
-        left_out = sample.fine == ignored
-        assert left_out.any() and not left_out.all()
-        assert np.array_equal(sample.fine[~left_out], coarse[~left_out])  # the rest is the coarse map
-        # every class of the coarse map is still drawn in the input, the left-out band included
-        assert set(np.unique(sample.coarse[left_out])) - {ignored}
-    assert np.array_equal(epoch_samples[0].fine, originals[epoch_samples[0].name].fine)  # fine maps untouched
-
-
 def test_coarse_target_crops_set_the_coarse_target_photos_share_of_each_epoch(synthetic_samples, tmp_path):
     steps = []
     # 1 fine photo at 4 crops and 2 coarse-target photos at 14 crops each: 32 crops, 4 steps of 8
@@ -503,7 +475,6 @@ def test_coarse_target_crops_set_the_coarse_target_photos_share_of_each_epoch(sy
 
 @pytest.mark.parametrize("changes, message", [
     (dict(coarse_target_crops=2), "--coarse-target-crops .* needs --coarse-targets"),
-    (dict(coarse_target_margin=4), "--coarse-target-margin .* needs --coarse-targets"),
     (dict(coarse_targets=True), "--coarse-targets draws coarser inputs"),
     (dict(coarse_targets=True, coarsen=COARSEN, mode="gan"), "choose one"),
     (dict(coarse_targets=True, coarsen=COARSEN, teacher="fasseg"), "choose one"),

@@ -116,31 +116,15 @@ def coarsen(fine: np.ndarray, settings: CoarsenSettings, rng: np.random.Generato
 
 def draw_coarse_maps(samples: list[LoadedSample], settings: CoarsenSettings, num_classes: int, seed: Sequence[int],
                      redraw_all: bool = False) -> list[LoadedSample]:
-    """The samples with coarse maps drawn from their fine ones (or their drawn_from maps; those without a coarse map,
-    or all when redraw_all), sample i's from a generator seeded by (*seed, i), so the same seed draws the same maps."""
+    """The samples with coarse maps drawn from their fine ones (those without a coarse map, or all when redraw_all),
+    sample i's from a generator seeded by (*seed, i), so the same seed draws the same maps."""
     drawn = []
     for index, sample in enumerate(samples):
         if sample.fine is None or (sample.coarse is not None and not redraw_all):
             drawn.append(sample)
             continue
         rng = np.random.default_rng([*seed, index])
-        source = sample.fine if sample.drawn_from is None else sample.drawn_from
         # value num_classes: ignored in the fine map, not annotated in the coarse one (and its bands)
-        coarse = coarsen(source, settings, rng, ignore_value=num_classes, skip_values=(num_classes,))
+        coarse = coarsen(sample.fine, settings, rng, ignore_value=num_classes, skip_values=(num_classes,))
         drawn.append(replace(sample, coarse=coarse))
     return drawn
-
-
-def trusted_interior(target: np.ndarray, margin: float, ignore_value: int) -> np.ndarray:
-    """A copy of an (H, W) class map with the pixels within margin px of a boundary between two classes set to
-    ignore_value (pixels already ignore_value count as no class, so they make no boundary)."""
-    if margin <= 0:
-        return target
-    annotated = target != ignore_value
-    # an ignored pixel is no class: filled from its nearest annotated one, a gap between two classes has its
-    # boundary in the middle, and a gap inside one class has none
-    spread = nearest_fill(target.astype(np.int32), ~annotated)
-    near = boundary_band(spread, 2 * margin) & annotated
-    trusted = target.copy()
-    trusted[near] = ignore_value
-    return trusted

@@ -43,7 +43,7 @@ from c2f.training.batches import (
     worker_batches,
     worker_count,
 )
-from c2f.training.coarsen import draw_coarse_maps, parse_coarsen_spec, trusted_interior
+from c2f.training.coarsen import draw_coarse_maps, parse_coarsen_spec
 from c2f.training.curves import write_log
 from c2f.training.evaluation import evaluate
 from c2f.training.pseudo_labels import pseudo_labelled
@@ -281,9 +281,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
         if not coarse_only:
             raise C2FError("--coarse-targets trains on coarse-only photos and this run has none: pass "
                            "--fine-fraction below 1, or add photos that have a coarse map but no fine one.")
-        train_samples = kept + [dataclasses.replace(sample, coarse=None, fine_blend=None, drawn_from=sample.coarse,
-                                                    fine=trusted_interior(sample.coarse, config.coarse_target_margin,
-                                                                          num_classes))
+        train_samples = kept + [dataclasses.replace(sample, fine=sample.coarse, coarse=None, fine_blend=None)
                                 for sample in coarse_only]
         split["coarse_targets"] = split.pop("coarse_only")
         crop_counts = ([config.crops_per_image] * len(kept)
@@ -339,9 +337,6 @@ def check_option_pairs(config: TrainConfig) -> None:
                        "choose one.")
     if config.coarse_target_crops and not config.coarse_targets:
         raise C2FError("--coarse-target-crops sets the crops of coarse-target photos; it needs --coarse-targets.")
-    if config.coarse_target_margin and not config.coarse_targets:
-        raise C2FError("--coarse-target-margin leaves coarse targets' boundaries out of the loss; it needs "
-                       "--coarse-targets.")
     if config.coarse_targets and not config.coarsen:
         raise C2FError("--coarse-targets draws coarser inputs from the coarse maps: pass --coarsen with the "
                        "ranges, e.g. --coarsen 'tolerance=4:32,min_area=50:400,jitter=0:3'.")

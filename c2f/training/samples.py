@@ -44,15 +44,13 @@ class Sample:
 @dataclass(frozen=True)
 class LoadedSample:
     """One sample as arrays: photo uint8 (H, W, 3), coarse and fine class ids (H, W) in [0, K] (K: not annotated in
-    coarse, ignored in fine); fine_blend, the fine map's two-class blends for soft targets (colour maps only);
-    drawn_from, the map that drawn coarse maps come from where it is not the target (None: the fine map)."""
+    coarse, ignored in fine); fine_blend, the fine map's two-class blends for soft targets (colour maps only)."""
 
     name: str
     photo: np.ndarray
     coarse: np.ndarray
     fine: np.ndarray | None
     fine_blend: ClassBlend | None = None
-    drawn_from: np.ndarray | None = None
 
 
 def find_fasseg_samples(root: Path) -> list[Sample]:
