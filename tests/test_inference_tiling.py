@@ -92,6 +92,16 @@ def test_network_input_is_normalised_rgb_then_one_hot_coarse(scene):
     np.testing.assert_array_equal(inputs[3:].sum(axis=0), 1)
 
 
+def test_network_input_fills_a_given_batch_slot_with_what_it_would_return(scene):
+    photo, coarse, _ = scene
+    batch = np.full((2, 3 + NUM_CLASSES, *coarse.shape), np.nan, np.float32)
+    assert np.shares_memory(network_input(photo, coarse, NUM_CLASSES, batch[1]), batch)
+    np.testing.assert_array_equal(batch[1], network_input(photo, coarse, NUM_CLASSES))
+    assert np.isnan(batch[0]).all()  # the other slot untouched
+    with pytest.raises(ValueError, match="float32"):
+        network_input(photo, None, NUM_CLASSES, batch[0])  # 3 channels, not 3 + K
+
+
 def test_network_input_without_coarse_map_is_rgb_only(scene):
     photo, _, _ = scene
     assert network_input(photo, None, NUM_CLASSES).shape == (3, *photo.shape[:2])

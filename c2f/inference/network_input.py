@@ -10,13 +10,22 @@ PHOTO_MEAN = 127.5
 PHOTO_SPREAD = 64.0
 
 
-def network_input(photo: np.ndarray, coarse: np.ndarray | None, num_classes: int) -> np.ndarray:
-    """float32 (C, h, w) input: normalised RGB, then the one-hot coarse map if given.
+def input_channels(num_classes: int, uses_coarse: bool) -> int:
+    """Channels of network_input: RGB, then one per class when the coarse map goes in."""
+    return 3 + (num_classes if uses_coarse else 0)
+
+
+def network_input(photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """float32 (C, h, w) input: normalised RGB, then the one-hot coarse map if given; written into out if given
+    (a batch's slot, so that no stacking copies it again).
 
     photo is uint8 (h, w, 3); coarse is (h, w) class ids or None for RGB-only models.
     """
-    channels = 3 + (num_classes if coarse is not None else 0)
-    result = np.empty((channels, *photo.shape[:2]), dtype=np.float32)
+    shape = (input_channels(num_classes, coarse is not None), *photo.shape[:2])
+    if out is not None and (out.shape != shape or out.dtype != np.float32):
+        raise ValueError(f"network_input needs a float32 {shape} out, not {out.dtype} {out.shape}")
+    result = np.empty(shape, dtype=np.float32) if out is None else out
     np.subtract(photo.transpose(2, 0, 1), PHOTO_MEAN, out=result[:3], dtype=np.float32)
     result[:3] /= PHOTO_SPREAD
     if coarse is not None:

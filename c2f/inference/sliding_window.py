@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from c2f.config import SIZE_MULTIPLE, WindowSettings
-from c2f.inference.network_input import fill_unannotated, network_input
+from c2f.inference.network_input import fill_unannotated, input_channels, network_input
 from c2f.inference.postprocess import softmax
 from c2f.inference.predictor import Predictor
 from c2f.inference.tiling import (
@@ -37,11 +37,12 @@ def predict_boxes(predictor: Predictor, photo: np.ndarray, coarse: np.ndarray | 
                   on_batch: Callable[[int, int], None] | None = None) -> Iterator[tuple[Box, np.ndarray]]:
     """Yield (box, (K, h, w) probabilities) for the given windows of an already padded image, in their order."""
     done = 0
+    channels = input_channels(num_classes, coarse is not None)
     for batch in batched(boxes, batch_size):
-        inputs = np.stack([
-            network_input(photo[box.slices()], None if coarse is None else coarse[box.slices()], num_classes)
-            for box in batch
-        ])
+        # The batch is filled in place, one slot per window (same size: windows of one padded image)
+        inputs = np.empty((len(batch), channels, batch[0].height, batch[0].width), np.float32)
+        for slot, box in zip(inputs, batch):
+            network_input(photo[box.slices()], None if coarse is None else coarse[box.slices()], num_classes, slot)
         probabilities = softmax(np.asarray(predictor(inputs), dtype=np.float32))
         for box, window_probabilities in zip(batch, probabilities):
             yield box, window_probabilities

@@ -11,6 +11,10 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+# The decoders of READABLE_FORMATS, imported by name: otherwise the first Image.open(formats=...) makes Pillow
+# import all of its forty-odd plugins to find them, 25 ms of every command.
+from PIL import BmpImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin  # noqa: F401
+
 from c2f.config import ReadLimits
 from c2f.errors import C2FError
 from c2f.io.documents import first_line
