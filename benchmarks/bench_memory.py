@@ -25,23 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_speed import make_photo, timed_command  # noqa: E402
-
-
-def tiny_model(folder: Path) -> Path:
-    """A width-2, depth-4 random-weights U-Net for FASSEG's labels, exported to float32 ONNX in folder."""
-    import torch
-
-    from c2f.config import ModelConfig
-    from c2f.inference.export import export_onnx
-    from c2f.io.label_sets import FASSEG_LABELS
-    from c2f.model import UNet
-    from c2f.weights import save_weights
-
-    torch.manual_seed(0)
-    save_weights(folder / "tiny.safetensors", UNet(ModelConfig(width=2, depth=4)).eval(), FASSEG_LABELS)
-    path, _ = export_onnx(folder / "tiny.safetensors", folder / "tiny.onnx")
-    return path
+from bench_speed import make_photo, timed_command, tiny_model  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -19,7 +19,8 @@ All in one run, so ratios compare like with like:
     The photos are the shipped example resized, its coarse map resized with it.
 (c) The held-out FASSEG faces in folder mode, one command each for c2f (default: int8; fp32;
     bf16 where the CPU has it) and densecrf (pydensecrf, when installed), process start included; seconds per face
-    (the median of FOLDER_REPEATS interleaved rounds) and accuracy.
+    (the median of FOLDER_REPEATS interleaved rounds) and accuracy. A row with a random width-2 network, whose
+    arithmetic is next to none, shows what the command costs around the network.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ BIG = {400: (20000, 20000)}
 # Folder-mode rounds per method, the methods taking turns: one command's time moves by a fifth between runs on a
 # shared 2-core machine, so the median of several, interleaved, is what the ratio to densecrf compares.
 FOLDER_REPEATS = 3
+TINY_NETWORK = "c2f refine, random width-2 network (all but the network)"
 
 
 def best_seconds(function, repeats: int) -> float:
@@ -190,6 +192,22 @@ for photo_path in sorted(photos.iterdir()):
 """
 
 
+def tiny_model(folder: Path) -> Path:
+    """A width-2, depth-4 random-weights U-Net for FASSEG's labels, exported to float32 ONNX in folder."""
+    import torch
+
+    from c2f.config import ModelConfig
+    from c2f.inference.export import export_onnx
+    from c2f.io.label_sets import FASSEG_LABELS
+    from c2f.model import UNet
+    from c2f.weights import save_weights
+
+    torch.manual_seed(0)
+    save_weights(folder / "tiny.safetensors", UNet(ModelConfig(width=2, depth=4)).eval(), FASSEG_LABELS)
+    path, _ = export_onnx(folder / "tiny.safetensors", folder / "tiny.onnx")
+    return path
+
+
 def held_out_folders(folder: Path) -> tuple[Path, Path, list[str]] | None:
     """Folders of the shipped weights' held-out FASSEG faces (photos, coarse maps), linked; None without FASSEG."""
     from c2f.shipped import default_weights_path
@@ -271,6 +289,10 @@ def main() -> None:
         for precision in ("fp32", "bf16") if has_bf16() else ("fp32",):
             commands[f"c2f refine --precision {precision}"] = (
                 lambda output, precision=precision: [*refine, str(output), "--precision", precision])
+        # The same command with a network of almost no arithmetic: what reading, stitching, blurring, writing
+        # and process start cost around any network. Its maps are noise, so it gets no accuracy.
+        tiny = str(tiny_model(folder))
+        commands[TINY_NETWORK] = lambda output: [*refine, str(output), "--weights", tiny]
         try:
             import pydensecrf  # noqa: F401
 
@@ -289,8 +311,9 @@ def main() -> None:
                 peak_memory[name] = max(peak_memory.get(name, 0.0), memory)
         results = {name: statistics.median(values) for name, values in timings.items()}
         for index, name in enumerate(commands):
-            accuracy = pooled_accuracy(folder / f"method{index}_round0", names)
-            print(f"| {name} | {results[name]:.3f} | {accuracy:.2%} | {peak_memory[name]:.2f} |", flush=True)
+            output = folder / f"method{index}_round0"
+            accuracy = "-" if name == TINY_NETWORK else f"{pooled_accuracy(output, names):.2%}"
+            print(f"| {name} | {results[name]:.3f} | {accuracy} | {peak_memory[name]:.2f} |", flush=True)
         crf = [value for name, value in results.items() if name.startswith("densecrf")]
         if crf:
             for name, value in results.items():
