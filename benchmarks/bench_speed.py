@@ -19,8 +19,9 @@ All in one run, so ratios compare like with like:
     The photos are the shipped example resized, its coarse map resized with it.
 (c) The held-out FASSEG faces in folder mode, one command each for c2f (default: int8; fp32;
     bf16 where the CPU has it) and densecrf (pydensecrf, when installed), process start included; seconds per face
-    (the median of FOLDER_REPEATS interleaved rounds) and accuracy. A row with a random width-2 network, whose
-    arithmetic is next to none, shows what the command costs around the network.
+    (the median of FOLDER_REPEATS interleaved rounds) and accuracy. A row with a random width-1, depth-1 network,
+    whose arithmetic is next to none (its time alone printed too), shows what the command costs around the
+    network.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ BIG = {400: (20000, 20000)}
 # Folder-mode rounds per method, the methods taking turns: one command's time moves by a fifth between runs on a
 # shared 2-core machine, so the median of several, interleaved, is what the ratio to densecrf compares.
 FOLDER_REPEATS = 3
-TINY_NETWORK = "c2f refine, random width-2 network (all but the network)"
+TINY_NETWORK = "c2f refine, random width-1 depth-1 network (all but the network)"
 
 
 def best_seconds(function, repeats: int) -> float:
@@ -192,8 +193,9 @@ for photo_path in sorted(photos.iterdir()):
 """
 
 
-def tiny_model(folder: Path) -> Path:
-    """A width-2, depth-4 random-weights U-Net for FASSEG's labels, exported to float32 ONNX in folder."""
+def tiny_model(folder: Path, width: int = 2, depth: int = 4) -> Path:
+    """A random-weights U-Net (width 2, depth 4 by default) for FASSEG's labels, exported to float32 ONNX in
+    folder."""
     import torch
 
     from c2f.config import ModelConfig
@@ -203,7 +205,7 @@ def tiny_model(folder: Path) -> Path:
     from c2f.weights import save_weights
 
     torch.manual_seed(0)
-    save_weights(folder / "tiny.safetensors", UNet(ModelConfig(width=2, depth=4)).eval(), FASSEG_LABELS)
+    save_weights(folder / "tiny.safetensors", UNet(ModelConfig(width=width, depth=depth)).eval(), FASSEG_LABELS)
     path, _ = export_onnx(folder / "tiny.safetensors", folder / "tiny.onnx")
     return path
 
@@ -291,8 +293,11 @@ def main() -> None:
                 lambda output, precision=precision: [*refine, str(output), "--precision", precision])
         # The same command with a network of almost no arithmetic: what reading, stitching, blurring, writing
         # and process start cost around any network. Its maps are noise, so it gets no accuracy.
-        tiny = str(tiny_model(folder))
+        tiny = str(tiny_model(folder, width=1, depth=1))
         commands[TINY_NETWORK] = lambda output: [*refine, str(output), "--weights", tiny]
+        session = ort_session(tiny, threads)
+        face_input = np.zeros((1, session.get_inputs()[0].shape[1], *FACE), np.float32)
+        tiny_seconds = best_seconds(lambda: session.run(None, {session.get_inputs()[0].name: face_input}), 5)
         try:
             import pydensecrf  # noqa: F401
 
@@ -314,6 +319,7 @@ def main() -> None:
             output = folder / f"method{index}_round0"
             accuracy = "-" if name == TINY_NETWORK else f"{pooled_accuracy(output, names):.2%}"
             print(f"| {name} | {results[name]:.3f} | {accuracy} | {peak_memory[name]:.2f} |", flush=True)
+        print(f"\n(the random width-1 network alone: {tiny_seconds * 1e3:.0f} ms a face, ONNX Runtime float32)")
         crf = [value for name, value in results.items() if name.startswith("densecrf")]
         if crf:
             for name, value in results.items():
