@@ -298,6 +298,7 @@ def main() -> None:
         session = ort_session(tiny, threads)
         face_input = np.zeros((1, session.get_inputs()[0].shape[1], *FACE), np.float32)
         tiny_seconds = best_seconds(lambda: session.run(None, {session.get_inputs()[0].name: face_input}), 5)
+        del session  # not held through the timed commands
         try:
             import pydensecrf  # noqa: F401
 

@@ -248,14 +248,16 @@ def test_every_job_words_a_size_mismatch_the_same_way(tmp_path, job):
                        "they must be the same size.")
 
 
-@pytest.mark.parametrize("dense_pairs, classes", [(1024, (2, 12)), (0, (2, 12)), (1024, (33, 60))])
-def test_far_from_palette_blends_agrees_with_measuring_every_blend(dense_pairs, classes, monkeypatch):
-    """The far test, all pairs at once or pruned (a large palette, or DENSE_BLEND_PAIRS 0), gives the answer of
-    measuring every segment between two palette colours one by one."""
+@pytest.mark.parametrize("dense_pairs, classes, chunk", [(1024, (2, 12), 2**24), (1024, (2, 12), 5000),
+                                                           (0, (2, 12), 2**24), (1024, (33, 60), 2**24)])
+def test_far_from_palette_blends_agrees_with_measuring_every_blend(dense_pairs, classes, chunk, monkeypatch):
+    """The far test, all pairs at once (also in many small chunks of colours) or pruned (a large palette, or
+    DENSE_BLEND_PAIRS 0), gives the answer of measuring every segment between two palette colours one by one."""
     import c2f.io.label_maps as label_maps
     from c2f.io.label_maps import FAR_COLOR_DISTANCE, far_from_palette_blends
 
     monkeypatch.setattr(label_maps, "DENSE_BLEND_PAIRS", dense_pairs)
+    monkeypatch.setattr(label_maps, "DISTANCE_CHUNK", chunk)
     rng = np.random.default_rng(1)
     for _ in range(10):
         palette = rng.integers(0, 256, size=(int(rng.integers(*classes)), 3)).astype(np.float64)

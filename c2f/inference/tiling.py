@@ -93,7 +93,7 @@ class PaddedImage:
         rows, columns = index
         if rows.stop <= self.array.shape[0] and columns.stop <= self.array.shape[1]:
             return self.array[rows, columns]
-        # two takes, one axis each: a third of the time of one np.ix_ index, the same pixels
+        # two takes, one axis each: quicker than one np.ix_ index, the same pixels
         return self.array.take(self.rows[rows], axis=0).take(self.columns[columns], axis=1)
 
 

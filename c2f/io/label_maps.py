@@ -66,9 +66,9 @@ def palette_spans(palette: np.ndarray) -> np.ndarray:
     return from_mean + from_mean.max()
 
 
-# Palettes of up to this many pairs of colours (K * K) measure every blend of every colour at once: exact, and for
-# FASSEG's 6 colours a tenth of the pruned per-colour loop's time, whose Python steps outweigh the arithmetic
-# they save on a small palette (20 ms of a face's coarse map).
+# Palettes of up to this many pairs of colours (K * K) measure every blend of every colour at once: exact, and on
+# a small palette far quicker than the pruned per-colour loop, whose Python steps outweigh the arithmetic they
+# save there (most of the time of reading a FASSEG coarse map went to that loop).
 DENSE_BLEND_PAIRS = 1024
 
 
