@@ -65,6 +65,11 @@ class Upsampling(str, Enum):
     transposed = "transposed"  # a 2x2, stride-2 transposed convolution: the U-Net's first design
 
 
+def input_channels(num_classes: int, uses_coarse: bool) -> int:
+    """Channels of the network's input: RGB, then one per class when the coarse map goes in."""
+    return 3 + (num_classes if uses_coarse else 0)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of the network; stored in the weights' metadata."""
@@ -79,7 +84,7 @@ class ModelConfig:
     @property
     def in_channels(self) -> int:
         """RGB plus one channel per class of the coarse map when conditioned."""
-        return 3 + (self.num_classes if self.use_coarse else 0)
+        return input_channels(self.num_classes, self.use_coarse)
 
     @property
     def size_multiple(self) -> int:

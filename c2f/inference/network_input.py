@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from c2f.config import input_channels
+
 # Photos are scaled to roughly zero mean and unit spread so the network sees
 # the same range whatever the camera.
 PHOTO_MEAN = 127.5
 PHOTO_SPREAD = 64.0
-
-
-def input_channels(num_classes: int, uses_coarse: bool) -> int:
-    """Channels of network_input: RGB, then one per class when the coarse map goes in."""
-    return 3 + (num_classes if uses_coarse else 0)
 
 
 def network_input(photo: np.ndarray, coarse: np.ndarray | None, num_classes: int,

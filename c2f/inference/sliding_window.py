@@ -14,8 +14,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from c2f.config import SIZE_MULTIPLE, WindowSettings
-from c2f.inference.network_input import fill_unannotated, input_channels, network_input
+from c2f.config import SIZE_MULTIPLE, WindowSettings, input_channels
+from c2f.inference.network_input import fill_unannotated, network_input
 from c2f.inference.postprocess import softmax
 from c2f.inference.predictor import Predictor
 from c2f.inference.tiling import (
