@@ -246,12 +246,6 @@ def train(
                                              "per epoch, so that the few fine-labelled photos (at "
                                              "--crops-per-image) can keep a fair share of the steps. Default "
                                              "(0): --crops-per-image.")] = TrainConfig.coarse_target_crops,
-    coarse_target_q: Annotated[float, typer.Option(
-        "--coarse-target-q", min=0.0, max=1.0,
-        help="With --coarse-targets: score coarse targets with the generalized cross-entropy (1 - p**q) / q "
-             "instead of the cross-entropy, so that where the network is sure a rough outline is wrong, the outline "
-             "pulls it back less (fine targets keep the cross-entropy). 0.7 is the usual choice; default 0: "
-             "cross-entropy.")] = TrainConfig.coarse_target_q,
     coarsen: Annotated[Optional[str], typer.Option(
         "--coarsen", help="Draw coarse maps from the fine ones, anew every epoch, for samples without a coarse map "
                           "(all samples with --coarsen-all): ranges like 'tolerance=4:32,min_area=50:400,jitter=0:3,"
@@ -291,8 +285,7 @@ def train(
                          init_weights=str(init) if init else "", void_probability=void_probability,
                          coarsen=coarsen or "", coarsen_all=coarsen_all, relabel_probability=relabel_probability,
                          soft_boundaries=soft_boundaries, teacher=str(teacher) if teacher else "",
-                         coarse_targets=coarse_targets, coarse_target_crops=coarse_target_crops,
-                         coarse_target_q=coarse_target_q)
+                         coarse_targets=coarse_targets, coarse_target_crops=coarse_target_crops)
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
     if workers > 1 or ray:

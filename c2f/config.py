@@ -131,10 +131,6 @@ class TrainConfig:
     # --coarsen (anew every epoch) as the input: they teach what the photo says where a coarser map is silent.
     coarse_targets: bool = False
     coarse_target_crops: int = 0  # crops of each coarse-target sample per epoch; 0 = crops_per_image
-    # q of the generalized cross-entropy (1 - p ** q) / q that scores coarse targets (fine ones keep the
-    # cross-entropy): where the network confidently departs from a coarse outline, it is pulled back less.
-    # 0 = the cross-entropy for every target.
-    coarse_target_q: float = 0.0
 
     def resolved(self) -> TrainConfig:
         """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""

@@ -11,7 +11,6 @@ from c2f.io.label_maps import ClassBlend
 from c2f.training.augment import (
     coarse_regions,
     make_batch,
-    mark_coarse_target,
     random_crop,
     relabel_coarse_regions,
     target_shares,
@@ -105,11 +104,3 @@ def test_regions_are_connected_single_class_and_large_enough():
     regions = coarse_regions(coarse, NUM_CLASSES, 2)
     assert [class_id for class_id, _ in regions] == [0, 2]
     assert regions[1][1].sum() == 4 and regions[0][1].sum() == 50 - 5
-
-
-def test_mark_coarse_target_moves_classes_past_the_ignored_value_and_keeps_ignored_pixels():
-    photo, coarse = np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3), np.uint8)
-    target = np.array([[0, 5, 6], [2, 6, 1]], np.uint8)  # 6: ignored
-    marked_photo, marked_coarse, marked = mark_coarse_target((photo, coarse, target), NUM_CLASSES)
-    assert marked_photo is photo and marked_coarse is coarse
-    np.testing.assert_array_equal(marked, [[7, 12, 6], [9, 6, 8]])

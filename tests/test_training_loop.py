@@ -331,32 +331,6 @@ def test_the_soft_loss_equals_the_hard_loss_on_pure_pixels_and_splits_a_blend_by
     torch.testing.assert_close(weighted_cross_entropy(logits[:1, :, :1, :1], half, weights), expected)
 
 
-def test_coarse_targets_score_the_generalized_cross_entropy_and_fine_targets_the_cross_entropy():
-    from c2f.training.loop import coarse_target_cross_entropy
-
-    generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(2, 6, 5, 7, generator=generator)
-    ids = torch.randint(0, 7, (2, 5, 7), generator=generator)  # 6: ignored
-    weights = torch.rand(6, generator=generator) + 0.5
-    hard = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=6)(logits, ids)
-    torch.testing.assert_close(coarse_target_cross_entropy(logits, ids, weights, 0.7), hard)  # no coarse targets
-    coarse = torch.where(ids < 6, ids + 7, 6)
-    torch.testing.assert_close(coarse_target_cross_entropy(logits, coarse, weights, 1e-6), hard, rtol=1e-4, atol=1e-4)
-    p = torch.softmax(logits, dim=1).gather(1, ids.clamp(max=5).unsqueeze(1)).squeeze(1)
-    pixel_weight = weights[ids.clamp(max=5)] * (ids < 6)
-    expected = (pixel_weight * (1 - p ** 0.7) / 0.7).sum() / pixel_weight.sum()
-    torch.testing.assert_close(coarse_target_cross_entropy(logits, coarse, weights, 0.7), expected)
-    # a pixel the network is sure is another class than its coarse target pulls it back less than a fine one
-    sure = torch.full((1, 6, 1, 1), -4.0)
-    sure[0, 1] = 4.0
-    gradients = []
-    for target in (torch.tensor([[[0]]]), torch.tensor([[[7]]])):
-        logit = sure.clone().requires_grad_()
-        coarse_target_cross_entropy(logit, target, weights, 0.7).backward()
-        gradients.append(logit.grad.abs().sum())
-    assert gradients[1] < 0.01 * gradients[0]
-
-
 def with_blends(samples: list[LoadedSample]) -> list[LoadedSample]:
     """The samples with a blend along every fine boundary: 70 % the pixel's class, 30 % its right neighbour's."""
     from c2f.io.label_maps import ClassBlend
@@ -490,30 +464,6 @@ def test_coarse_targets_train_coarse_only_samples_on_coarser_drawings_of_their_c
     assert not all(np.array_equal(first.coarse, second.coarse) for first, second in zip(*trained))  # anew per epoch
 
 
-def test_coarse_target_q_marks_coarse_targets_in_the_batches_and_fine_ones_not(synthetic_samples, tmp_path,
-                                                                              monkeypatch):
-    import c2f.training.loop as loop
-
-    targets = []
-    real_loss = loop.coarse_target_cross_entropy
-
-    def recording_loss(logits, batch_targets, weights, q):
-        targets.append(batch_targets)
-        return real_loss(logits, batch_targets, weights, q)
-
-    monkeypatch.setattr(loop, "coarse_target_cross_entropy", recording_loss)
-    config = tiny_config(epochs=1, fine_fraction=0.34, coarse_targets=True, coarsen=COARSEN, coarse_target_q=0.7)
-    weights = train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path)
-    _, metadata = load_tensors(weights)
-    assert metadata["train_config"]["coarse_target_q"] == 0.7
-    crops = torch.cat(targets)
-    num_classes = FASSEG_LABELS.num_classes
-    marked = [(crop > num_classes).any().item() for crop in crops]
-    fine = [((crop < num_classes).any() & ~(crop > num_classes).any()).item() for crop in crops]
-    assert any(marked) and any(fine) and all(a != b for a, b in zip(marked, fine))  # each crop one kind
-    assert crops.max() <= 2 * num_classes
-
-
 def test_coarse_target_crops_set_the_coarse_target_photos_share_of_each_epoch(synthetic_samples, tmp_path):
     steps = []
     # 1 fine photo at 4 crops and 2 coarse-target photos at 14 crops each: 32 crops, 4 steps of 8
@@ -525,8 +475,6 @@ def test_coarse_target_crops_set_the_coarse_target_photos_share_of_each_epoch(sy
 
 @pytest.mark.parametrize("changes, message", [
     (dict(coarse_target_crops=2), "--coarse-target-crops .* needs --coarse-targets"),
-    (dict(coarse_target_q=0.7), "--coarse-target-q .* needs --coarse-targets"),
-    (dict(coarse_targets=True, coarsen=COARSEN, coarse_target_q=0.7, soft_boundaries=True), "choose one"),
     (dict(coarse_targets=True), "--coarse-targets draws coarser inputs"),
     (dict(coarse_targets=True, coarsen=COARSEN, mode="gan"), "choose one"),
     (dict(coarse_targets=True, coarsen=COARSEN, teacher="fasseg"), "choose one"),

@@ -129,13 +129,6 @@ def coarse_regions(coarse: np.ndarray, num_classes: int, min_area: int) -> list[
     return regions
 
 
-def mark_coarse_target(crop: tuple, num_classes: int) -> tuple:
-    """The crop with its target's classes k moved to num_classes + 1 + k (ignored pixels stay num_classes), so that
-    a batch tells the loss which targets are coarse maps (training/loop.py, coarse_target_cross_entropy)."""
-    photo, coarse, target = crop
-    return photo, coarse, np.where(target < num_classes, target.astype(np.int64) + num_classes + 1, num_classes)
-
-
 def target_shares(target: np.ndarray | ClassBlend, num_classes: int) -> np.ndarray:
     """float32 (K, h, w) per-class shares of a crop's target: a blend's two classes by their shares, a map's class
     alone; ignored pixels (class K) take none, so the loss leaves them out."""

@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from c2f.training.augment import (
     make_batch,
-    mark_coarse_target,
     random_crop,
     relabel_coarse_regions,
     void_coarse_regions,
@@ -42,8 +41,7 @@ def augmented_crop(sample: LoadedSample, crop_size: int, num_classes: int, void_
     voided; an option at 0 draws nothing, so runs without it repeat as before it existed."""
     crop = random_crop(sample, sample.fine, crop_size, rng, sample.fine_blend)
     crop = relabel_coarse_regions(crop, num_classes, relabel_probability, rng)
-    crop = void_coarse_regions(crop, num_classes, void_probability, rng)
-    return mark_coarse_target(crop, num_classes) if sample.coarse_target else crop
+    return void_coarse_regions(crop, num_classes, void_probability, rng)
 
 
 def in_process_batches(samples: list[LoadedSample], order: np.ndarray, batch_size: int, crop_size: int,

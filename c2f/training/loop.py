@@ -152,26 +152,6 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights:
     return total / weighted.sum().clamp_min(torch.finfo(torch.float32).tiny)
 
 
-def coarse_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
-                                q: float) -> torch.Tensor:
-    """Class-weighted mean loss of logits (N, K, h, w) against int64 targets (N, h, w): class ids k < K score the
-    cross-entropy -log p_k, ids K + 1 + k (coarse targets, augment.mark_coarse_target) the generalized
-    cross-entropy (1 - p_k ** q) / q of Zhang and Sabuncu (NeurIPS 2018), and K is ignored.
-
-    Its gradient is the cross-entropy's times p_k ** q: where the network is sure a coarse outline is wrong, the
-    outline pulls it back little. A pixel weighs w_k in the mean either way, so at q -> 0 both are one loss.
-    """
-    num_classes = logits.shape[1]
-    coarse = targets > num_classes
-    ids = torch.where(coarse, targets - num_classes - 1, targets)
-    scored = ids < num_classes
-    ids = ids.clamp(max=num_classes - 1)
-    log_p = functional.log_softmax(logits.float(), dim=1).gather(1, ids.unsqueeze(1)).squeeze(1)
-    pixel_loss = torch.where(coarse, -torch.expm1(q * log_p) / q, -log_p)
-    pixel_weight = weights[ids] * scored
-    return (pixel_weight * pixel_loss).sum() / pixel_weight.sum().clamp_min(torch.finfo(torch.float32).tiny)
-
-
 def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on a CUDA GPU that has it (no loss scaling needed); full precision elsewhere."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -206,9 +186,6 @@ def train_epoch(run: Run, samples: list[LoadedSample], coarse_only: list[LoadedS
         second_step = gan.in_second_step(config, epoch, bool(coarse_only))
         step_function = partial(gan.gan_step, run.model, run.optimizer, run.discriminator,
                                 run.discriminator_optimizer, loss_weights, coarse_only, config.crop_size, second_step)
-    elif config.coarse_target_q:
-        criterion = partial(coarse_target_cross_entropy, weights=loss_weights, q=config.coarse_target_q)
-        step_function = partial(supervised_step, run, network or run.model, criterion)
     elif config.soft_boundaries:
         criterion = partial(weighted_cross_entropy, weights=loss_weights)
         step_function = partial(supervised_step, run, network or run.model, criterion)
@@ -304,8 +281,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
         if not coarse_only:
             raise C2FError("--coarse-targets trains on coarse-only photos and this run has none: pass "
                            "--fine-fraction below 1, or add photos that have a coarse map but no fine one.")
-        train_samples = kept + [dataclasses.replace(sample, fine=sample.coarse, coarse=None, fine_blend=None,
-                                                    coarse_target=config.coarse_target_q > 0)
+        train_samples = kept + [dataclasses.replace(sample, fine=sample.coarse, coarse=None, fine_blend=None)
                                 for sample in coarse_only]
         split["coarse_targets"] = split.pop("coarse_only")
         crop_counts = ([config.crops_per_image] * len(kept)
@@ -361,10 +337,6 @@ def check_option_pairs(config: TrainConfig) -> None:
                        "choose one.")
     if config.coarse_target_crops and not config.coarse_targets:
         raise C2FError("--coarse-target-crops sets the crops of coarse-target photos; it needs --coarse-targets.")
-    if config.coarse_target_q and not config.coarse_targets:
-        raise C2FError("--coarse-target-q sets the loss of coarse targets; it needs --coarse-targets.")
-    if config.coarse_target_q and config.soft_boundaries:
-        raise C2FError("--coarse-target-q and --soft-boundaries each choose the loss; choose one.")
     if config.coarse_targets and not config.coarsen:
         raise C2FError("--coarse-targets draws coarser inputs from the coarse maps: pass --coarsen with the "
                        "ranges, e.g. --coarsen 'tolerance=4:32,min_area=50:400,jitter=0:3'.")

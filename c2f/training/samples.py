@@ -44,15 +44,13 @@ class Sample:
 @dataclass(frozen=True)
 class LoadedSample:
     """One sample as arrays: photo uint8 (H, W, 3), coarse and fine class ids (H, W) in [0, K] (K: not annotated in
-    coarse, ignored in fine); fine_blend, the fine map's two-class blends for soft targets (colour maps only);
-    coarse_target, True where `fine` is a coarse map that training scores as such (--coarse-target-q)."""
+    coarse, ignored in fine); fine_blend, the fine map's two-class blends for soft targets (colour maps only)."""
 
     name: str
     photo: np.ndarray
     coarse: np.ndarray
     fine: np.ndarray | None
     fine_blend: ClassBlend | None = None
-    coarse_target: bool = False
 
 
 def find_fasseg_samples(root: Path) -> list[Sample]:
