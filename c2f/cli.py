@@ -36,6 +36,7 @@ from rich.text import Text
 from c2f.config import (
     Backend,
     ClusterSettings,
+    CoarseTargetInput,
     Device,
     DiscriminatorKind,
     Encoder,
@@ -246,6 +247,11 @@ def train(
                                              "per epoch, so that the few fine-labelled photos (at "
                                              "--crops-per-image) can keep a fair share of the steps. Default "
                                              "(0): --crops-per-image.")] = TrainConfig.coarse_target_crops,
+    coarse_target_input: Annotated[CoarseTargetInput, typer.Option(
+        "--coarse-target-input", help="With --coarse-targets: what a coarse-target photo shows the network. "
+                                      "'drawn': a coarser map drawn from its coarse map by --coarsen, anew every "
+                                      "epoch; 'none': no coarse map, so it teaches what the photo shows rather "
+                                      "than how far an outline may be trusted.")] = CoarseTargetInput.drawn,
     coarsen: Annotated[Optional[str], typer.Option(
         "--coarsen", help="Draw coarse maps from the fine ones, anew every epoch, for samples without a coarse map "
                           "(all samples with --coarsen-all): ranges like 'tolerance=4:32,min_area=50:400,jitter=0:3,"
@@ -285,7 +291,8 @@ def train(
                          init_weights=str(init) if init else "", void_probability=void_probability,
                          coarsen=coarsen or "", coarsen_all=coarsen_all, relabel_probability=relabel_probability,
                          soft_boundaries=soft_boundaries, teacher=str(teacher) if teacher else "",
-                         coarse_targets=coarse_targets, coarse_target_crops=coarse_target_crops)
+                         coarse_targets=coarse_targets, coarse_target_crops=coarse_target_crops,
+                         coarse_target_input=coarse_target_input.value)
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
     if workers > 1 or ray:

@@ -60,6 +60,11 @@ class Encoder(str, Enum):
     efficientnet_lite0 = "efficientnet-lite0"  # ImageNet-pretrained EfficientNet-Lite0 with a light U-Net decoder
 
 
+class CoarseTargetInput(str, Enum):
+    drawn = "drawn"  # a coarser map drawn from the coarse target by --coarsen, anew every epoch
+    none = "none"  # no coarse map: every pixel not annotated
+
+
 class Upsampling(str, Enum):
     nearest = "nearest"  # a 1x1 convolution, then each pixel doubled: int8 runs every layer of it quantised
     transposed = "transposed"  # a 2x2, stride-2 transposed convolution: the U-Net's first design
@@ -131,6 +136,10 @@ class TrainConfig:
     # --coarsen (anew every epoch) as the input: they teach what the photo says where a coarser map is silent.
     coarse_targets: bool = False
     coarse_target_crops: int = 0  # crops of each coarse-target sample per epoch; 0 = crops_per_image
+    # What a coarse-target sample shows the network: "drawn", a coarser map drawn from its target by --coarsen
+    # anew every epoch; "none", no coarse map at all (every pixel not annotated), so that it teaches what the
+    # photo shows rather than how far an outline may be trusted.
+    coarse_target_input: str = "drawn"
 
     def resolved(self) -> TrainConfig:
         """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""

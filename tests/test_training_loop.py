@@ -464,6 +464,30 @@ def test_coarse_targets_train_coarse_only_samples_on_coarser_drawings_of_their_c
     assert not all(np.array_equal(first.coarse, second.coarse) for first, second in zip(*trained))  # anew per epoch
 
 
+def test_coarse_target_input_none_shows_coarse_target_photos_no_coarse_map(synthetic_samples, tmp_path, monkeypatch):
+    import c2f.training.loop as loop
+
+    trained = []
+    real_batches = loop.in_process_batches
+
+    def recording_batches(samples, *arguments, **keywords):
+        trained.append(samples)
+        return real_batches(samples, *arguments, **keywords)
+
+    monkeypatch.setattr(loop, "in_process_batches", recording_batches)
+    config = tiny_config(epochs=2, fine_fraction=0.34, coarse_targets=True, coarsen=COARSEN,
+                         coarse_target_input="none")
+    weights = train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path)
+    _, metadata = load_tensors(weights)
+    assert metadata["train_config"]["coarse_target_input"] == "none"
+    originals = {sample.name: sample for sample in synthetic_samples}
+    for epoch_samples in trained:
+        assert np.array_equal(epoch_samples[0].coarse, originals[epoch_samples[0].name].coarse)  # fine: as before
+        for sample in epoch_samples[1:]:
+            assert np.array_equal(sample.fine, originals[sample.name].coarse)  # the coarse map is the target
+            assert (sample.coarse == FASSEG_LABELS.num_classes).all()  # and nothing of it is shown
+
+
 def test_coarse_target_crops_set_the_coarse_target_photos_share_of_each_epoch(synthetic_samples, tmp_path):
     steps = []
     # 1 fine photo at 4 crops and 2 coarse-target photos at 14 crops each: 32 crops, 4 steps of 8
@@ -475,6 +499,8 @@ def test_coarse_target_crops_set_the_coarse_target_photos_share_of_each_epoch(sy
 
 @pytest.mark.parametrize("changes, message", [
     (dict(coarse_target_crops=2), "--coarse-target-crops .* needs --coarse-targets"),
+    (dict(coarse_target_input="none"), "--coarse-target-input .* needs --coarse-targets"),
+    (dict(coarse_targets=True, coarsen=COARSEN, coarse_target_input="none", coarsen_all=True), "choose one"),
     (dict(coarse_targets=True), "--coarse-targets draws coarser inputs"),
     (dict(coarse_targets=True, coarsen=COARSEN, mode="gan"), "choose one"),
     (dict(coarse_targets=True, coarsen=COARSEN, teacher="fasseg"), "choose one"),

@@ -281,7 +281,9 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
         if not coarse_only:
             raise C2FError("--coarse-targets trains on coarse-only photos and this run has none: pass "
                            "--fine-fraction below 1, or add photos that have a coarse map but no fine one.")
-        train_samples = kept + [dataclasses.replace(sample, fine=sample.coarse, coarse=None, fine_blend=None)
+        blind = config.coarse_target_input == "none"  # every pixel not annotated, so --coarsen draws nothing
+        train_samples = kept + [dataclasses.replace(sample, fine=sample.coarse, fine_blend=None,
+                                                    coarse=np.full_like(sample.coarse, num_classes) if blind else None)
                                 for sample in coarse_only]
         split["coarse_targets"] = split.pop("coarse_only")
         crop_counts = ([config.crops_per_image] * len(kept)
@@ -337,6 +339,11 @@ def check_option_pairs(config: TrainConfig) -> None:
                        "choose one.")
     if config.coarse_target_crops and not config.coarse_targets:
         raise C2FError("--coarse-target-crops sets the crops of coarse-target photos; it needs --coarse-targets.")
+    if config.coarse_target_input != "drawn" and not config.coarse_targets:
+        raise C2FError("--coarse-target-input sets what coarse targets show the network; it needs --coarse-targets.")
+    if config.coarse_target_input == "none" and config.coarsen_all:
+        raise C2FError("--coarse-target-input none shows coarse-target photos no coarse map, and --coarsen-all "
+                       "would draw them one; choose one.")
     if config.coarse_targets and not config.coarsen:
         raise C2FError("--coarse-targets draws coarser inputs from the coarse maps: pass --coarsen with the "
                        "ranges, e.g. --coarsen 'tolerance=4:32,min_area=50:400,jitter=0:3'.")
