@@ -435,8 +435,8 @@ def test_a_missing_init_or_teacher_file_is_named_before_the_data_is_read(option,
         train_from_folder(tmp_path / "absent", tmp_path / "run", FASSEG_LABELS, config)
 
 
-def test_coarse_targets_train_coarse_only_samples_on_coarser_drawings_of_their_coarse_maps(synthetic_samples, tmp_path,
-                                                                                          monkeypatch):
+def epoch_samples_recorded(monkeypatch) -> list[list[LoadedSample]]:
+    """A list that gets each epoch's training samples, as train_epoch hands them to its batches."""
     import c2f.training.loop as loop
 
     trained = []
@@ -447,6 +447,12 @@ def test_coarse_targets_train_coarse_only_samples_on_coarser_drawings_of_their_c
         return real_batches(samples, *arguments, **keywords)
 
     monkeypatch.setattr(loop, "in_process_batches", recording_batches)
+    return trained
+
+
+def test_coarse_targets_train_coarse_only_samples_on_coarser_drawings_of_their_coarse_maps(synthetic_samples, tmp_path,
+                                                                                          monkeypatch):
+    trained = epoch_samples_recorded(monkeypatch)
     # 3 training samples: a third keeps its fine map, the other two train on their coarse maps
     config = tiny_config(epochs=2, fine_fraction=0.34, coarse_targets=True, coarsen=COARSEN)
     weights = train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path)
@@ -465,16 +471,7 @@ def test_coarse_targets_train_coarse_only_samples_on_coarser_drawings_of_their_c
 
 
 def test_coarse_target_input_none_shows_coarse_target_photos_no_coarse_map(synthetic_samples, tmp_path, monkeypatch):
-    import c2f.training.loop as loop
-
-    trained = []
-    real_batches = loop.in_process_batches
-
-    def recording_batches(samples, *arguments, **keywords):
-        trained.append(samples)
-        return real_batches(samples, *arguments, **keywords)
-
-    monkeypatch.setattr(loop, "in_process_batches", recording_batches)
+    trained = epoch_samples_recorded(monkeypatch)
     config = tiny_config(epochs=2, fine_fraction=0.34, coarse_targets=True, coarsen=COARSEN,
                          coarse_target_input="none")
     weights = train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path)
