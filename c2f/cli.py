@@ -252,11 +252,6 @@ def train(
                                       "'drawn': a coarser map drawn from its coarse map by --coarsen, anew every "
                                       "epoch; 'none': no coarse map, so it teaches what the photo shows rather "
                                       "than how far an outline may be trusted.")] = CoarseTargetInput.drawn,
-    coarse_target_margin: Annotated[float, typer.Option(
-        "--coarse-target-margin", min=0, help="With --coarse-targets: pixels (px) within this distance of a "
-                                              "boundary in a coarse target leave the loss, where a coarse outline "
-                                              "is most often wrong. Default (0): all annotated pixels train."
-                                              )] = TrainConfig.coarse_target_margin,
     coarsen: Annotated[Optional[str], typer.Option(
         "--coarsen", help="Draw coarse maps from the fine ones, anew every epoch, for samples without a coarse map "
                           "(all samples with --coarsen-all): ranges like 'tolerance=4:32,min_area=50:400,jitter=0:3,"
@@ -297,8 +292,7 @@ def train(
                          coarsen=coarsen or "", coarsen_all=coarsen_all, relabel_probability=relabel_probability,
                          soft_boundaries=soft_boundaries, teacher=str(teacher) if teacher else "",
                          coarse_targets=coarse_targets, coarse_target_crops=coarse_target_crops,
-                         coarse_target_input=coarse_target_input.value,
-                         coarse_target_margin=coarse_target_margin)
+                         coarse_target_input=coarse_target_input.value)
     label_set = load_label_set(labels)
     command = shlex.join(["c2f", *sys.argv[1:]])
     if workers > 1 or ray:

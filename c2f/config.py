@@ -140,10 +140,6 @@ class TrainConfig:
     # anew every epoch; "none", no coarse map at all (every pixel not annotated), so that it teaches what the
     # photo shows rather than how far an outline may be trusted.
     coarse_target_input: str = "drawn"
-    # px: coarse-target pixels within this distance of a boundary between two values of the coarse map leave the
-    # loss, since a coarse outline is most often wrong near its edges; 0 = every annotated pixel trains. With
-    # "drawn" inputs, the coarser input is drawn from that target, its left-out pixels shown as not annotated.
-    coarse_target_margin: float = 0.0
 
     def resolved(self) -> TrainConfig:
         """This config with a None fine_fraction set for its mode (gan: 0.4, 20 of 50 faces as in the report)."""

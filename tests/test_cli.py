@@ -91,12 +91,10 @@ def test_train_coarse_targets_trains_the_coarse_only_faces_on_their_coarse_maps(
     assert "--coarse-targets draws coarser inputs" in " ".join(result.output.split())
     run("train", "--data", dataset, "--out", tmp_path / "run", "--epochs", "1", "--crop-size", "32",
         "--crops-per-image", "1", "--batch-size", "4", "--width", "4", "--depth", "2", "--fine-fraction", "0.5",
-        "--coarse-targets", "--coarsen", "tolerance=2:4", "--coarse-target-input", "none",
-        "--coarse-target-margin", "1.5")
+        "--coarse-targets", "--coarsen", "tolerance=2:4", "--coarse-target-input", "none")
     _, _, metadata = load_weights(tmp_path / "run" / "model.safetensors")
     assert metadata["train_config"]["coarse_targets"] is True and metadata["split"]["coarse_targets"]
     assert metadata["train_config"]["coarse_target_input"] == "none"
-    assert metadata["train_config"]["coarse_target_margin"] == 1.5
 
 
 def test_refine_one_file_keeps_size_and_encoding(dataset, trained_run, tmp_path):

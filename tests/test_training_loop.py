@@ -17,7 +17,7 @@ from c2f.errors import C2FError
 from c2f.io.label_sets import FASSEG_LABELS
 from c2f.model import UNet
 from c2f.training.augment import random_crop
-from c2f.training.loop import WEIGHTS_NAME, class_weights, coarse_target, train_model
+from c2f.training.loop import WEIGHTS_NAME, class_weights, train_model
 from c2f.training.run_state import CHECKPOINT_NAME
 from c2f.training.samples import LoadedSample, find_samples, load_sample, split_samples
 from c2f.weights import load_tensors, load_weights, save_weights
@@ -485,30 +485,6 @@ def test_coarse_target_input_none_shows_coarse_target_photos_no_coarse_map(synth
             assert (sample.coarse == FASSEG_LABELS.num_classes).all()  # and nothing of it is shown
 
 
-def test_coarse_target_margin_leaves_pixels_near_coarse_boundaries_out_of_the_target():
-    coarse = np.zeros((20, 20), dtype=np.int64)
-    coarse[:, 10:] = 1
-    target = coarse_target(coarse, 3, ignore_value=6)
-    columns = np.flatnonzero((target == 6).all(axis=0))
-    assert columns.min() >= 6 and columns.max() <= 13 and len(columns) >= 4  # a band about the boundary at 9.5
-    assert (target[:, :6] == 0).all() and (target[:, 14:] == 1).all()  # the rest keeps its class
-    assert coarse_target(coarse, 0, ignore_value=6) is coarse
-
-
-def test_coarse_target_margin_reaches_the_trained_targets(synthetic_samples, tmp_path, monkeypatch):
-    trained = epoch_samples_recorded(monkeypatch)
-    config = tiny_config(epochs=1, fine_fraction=0.34, coarse_targets=True, coarsen=COARSEN,
-                         coarse_target_input="none", coarse_target_margin=2)
-    weights = train_model(synthetic_samples, FASSEG_LABELS, TINY_MODEL, config, tmp_path)
-    _, metadata = load_tensors(weights)
-    assert metadata["train_config"]["coarse_target_margin"] == 2
-    originals = {sample.name: sample for sample in synthetic_samples}
-    for sample in trained[0][1:]:
-        original = originals[sample.name].coarse
-        left_out = sample.fine != original
-        assert left_out.any() and (sample.fine[left_out] == FASSEG_LABELS.num_classes).all()
-
-
 def test_coarse_target_crops_set_the_coarse_target_photos_share_of_each_epoch(synthetic_samples, tmp_path):
     steps = []
     # 1 fine photo at 4 crops and 2 coarse-target photos at 14 crops each: 32 crops, 4 steps of 8
@@ -521,7 +497,6 @@ def test_coarse_target_crops_set_the_coarse_target_photos_share_of_each_epoch(sy
 @pytest.mark.parametrize("changes, message", [
     (dict(coarse_target_crops=2), "--coarse-target-crops .* needs --coarse-targets"),
     (dict(coarse_target_input="none"), "--coarse-target-input .* needs --coarse-targets"),
-    (dict(coarse_target_margin=4), "--coarse-target-margin .* needs --coarse-targets"),
     (dict(coarse_targets=True, coarsen=COARSEN, coarse_target_input="none", coarsen_all=True), "choose one"),
     (dict(coarse_targets=True), "--coarse-targets draws coarser inputs"),
     (dict(coarse_targets=True, coarsen=COARSEN, mode="gan"), "choose one"),

@@ -43,7 +43,7 @@ from c2f.training.batches import (
     worker_batches,
     worker_count,
 )
-from c2f.training.coarsen import boundary_band, draw_coarse_maps, parse_coarsen_spec
+from c2f.training.coarsen import draw_coarse_maps, parse_coarsen_spec
 from c2f.training.curves import write_log
 from c2f.training.evaluation import evaluate
 from c2f.training.pseudo_labels import pseudo_labelled
@@ -282,8 +282,7 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
             raise C2FError("--coarse-targets trains on coarse-only photos and this run has none: pass "
                            "--fine-fraction below 1, or add photos that have a coarse map but no fine one.")
         blind = config.coarse_target_input == "none"  # every pixel not annotated, so --coarsen draws nothing
-        train_samples = kept + [dataclasses.replace(sample, fine=coarse_target(sample.coarse, config.coarse_target_margin,
-                                                                               num_classes), fine_blend=None,
+        train_samples = kept + [dataclasses.replace(sample, fine=sample.coarse, fine_blend=None,
                                                     coarse=np.full_like(sample.coarse, num_classes) if blind else None)
                                 for sample in coarse_only]
         split["coarse_targets"] = split.pop("coarse_only")
@@ -329,15 +328,6 @@ def train_model(samples: list[LoadedSample], labels: LabelSet, model_config: Mod
     return weights_path
 
 
-def coarse_target(coarse: np.ndarray, margin: float, ignore_value: int) -> np.ndarray:
-    """A coarse map as a training target: pixels within margin px of a boundary in it become ignore_value."""
-    if margin <= 0:
-        return coarse
-    target = coarse.copy()
-    target[boundary_band(coarse, 2 * margin)] = ignore_value
-    return target
-
-
 def check_option_pairs(config: TrainConfig) -> None:
     """Refuse options that no mode trains together, before any data is read."""
     if config.soft_boundaries and config.mode == "gan":
@@ -351,9 +341,6 @@ def check_option_pairs(config: TrainConfig) -> None:
         raise C2FError("--coarse-target-crops sets the crops of coarse-target photos; it needs --coarse-targets.")
     if config.coarse_target_input != "drawn" and not config.coarse_targets:
         raise C2FError("--coarse-target-input sets what coarse targets show the network; it needs --coarse-targets.")
-    if config.coarse_target_margin and not config.coarse_targets:
-        raise C2FError("--coarse-target-margin leaves coarse-target pixels near boundaries out of the loss; it "
-                       "needs --coarse-targets.")
     if config.coarse_target_input == "none" and config.coarsen_all:
         raise C2FError("--coarse-target-input none shows coarse-target photos no coarse map, and --coarsen-all "
                        "would draw them one; choose one.")
